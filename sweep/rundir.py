@@ -1,0 +1,115 @@
+"""The run directory: one file per stage, atomic writes, and whether a stage is already done."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .config import ConfigError, SweepConfig, from_yaml, result_affecting_diff, to_yaml
+
+# Column order and types of every Parquet file a stage writes; readers and tests rely on these.
+SCHEMAS: dict[str, pa.Schema] = {
+    "prompts": pa.schema([
+        ("prompt_id", pa.int64()), ("question", pa.string()), ("answer", pa.string()),
+        ("topic", pa.string()), ("answer_type", pa.string()),
+        ("baseline_text", pa.string()), ("baseline_grade", pa.string()),
+    ]),
+    "references": pa.schema([
+        ("prompt_id", pa.int64()), ("question", pa.string()), ("answer", pa.string()),
+        ("explanation", pa.string()), ("explanation_source", pa.string()), ("reference_text", pa.string()),
+    ]),
+    "grades": pa.schema([
+        ("prompt_id", pa.int64()), ("method", pa.string()), ("text", pa.string()),
+        ("overlap", pa.float64()), ("judge_score", pa.int64()), ("judge_parsed", pa.bool_()),
+        ("grade", pa.string()), ("composite", pa.float64()), ("accurate", pa.bool_()),
+    ]),
+}
+TRIAL_COLUMNS = [
+    ("prompt_id", pa.int64()), ("method", pa.string()), ("trial", pa.int64()),
+    ("alpha_all", pa.float64()), ("gamma_all", pa.float64()),
+    ("alpha_early", pa.float64()), ("alpha_middle", pa.float64()), ("alpha_late", pa.float64()),
+    ("gamma_early", pa.float64()), ("gamma_middle", pa.float64()), ("gamma_late", pa.float64()),
+    ("text", pa.string()), ("overlap", pa.float64()), ("perplexity", pa.float64()),
+    ("objective", pa.float64()), ("seconds", pa.float64()),
+]
+SCHEMAS["trials"] = pa.schema(TRIAL_COLUMNS)
+SCHEMAS["best"] = pa.schema(TRIAL_COLUMNS)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    def table(self, name: str) -> Path:
+        return self.root / f"{name}.parquet"
+
+    @property
+    def vectors(self) -> Path:
+        return self.root / "vectors.safetensors"
+
+    @property
+    def tune_storage(self) -> Path:
+        return self.root / "tune"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    def prepare(self, cfg: SweepConfig) -> None:
+        """Create the directory and save the resolved config; refuse a directory made for another config."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create output directory {self.root}: {err.strerror}") from err
+        if not os.access(self.root, os.W_OK):
+            raise ConfigError(f"output directory {self.root} is not writable")
+        if self.config.exists():
+            changed = result_affecting_diff(from_yaml(self.config.read_text()), cfg)
+            if changed:
+                raise ConfigError(
+                    f"{self.root} holds a run with a different config (changed: {', '.join(changed)}); "
+                    "use a new --out directory or the same config")
+        write_text_atomic(self.config, to_yaml(cfg))
+
+
+def _atomic(path: Path, write) -> None:  # noqa: ANN001 - write is a callable taking a temporary path
+    """Write to a temporary file beside `path`, then rename: readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_table(path: Path, rows: list[dict], schema: pa.Schema) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()

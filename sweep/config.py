@@ -39,6 +39,8 @@ class DataConfig:
     csv: str | None = None
     url: str = "https://openaipublic.blob.core.windows.net/simple-evals/simple_qa_test_set.csv"
     rows: int = 500
+    # Baseline grades whose prompts are steered; the paper keeps INCORRECT only.
+    keep_grades: list[str] = field(default_factory=lambda: ["INCORRECT"])
 
 
 @dataclass
@@ -206,6 +208,9 @@ def validate(cfg: SweepConfig) -> None:
         value = as_dict[section][leaf]  # type: ignore[index]
         if value not in choices:
             raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")
+    grades = ("CORRECT", "INCORRECT", "NOT_ATTEMPTED")
+    if not cfg.data.keep_grades or any(g not in grades for g in cfg.data.keep_grades):
+        raise ConfigError(f"data.keep_grades={cfg.data.keep_grades} is not valid; choose from: {', '.join(grades)}")
     unknown = [m for m in cfg.search.methods if m not in METHODS]
     if unknown or not cfg.search.methods:
         raise ConfigError(f"search.methods={cfg.search.methods} is not valid; choose from: {', '.join(METHODS)}")

@@ -14,6 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from . import prompts
 from .config import ModelConfig
 from .models import Location, decoder_layers, load
+from .scoring import scored_text
 from .steering import Positions, Steer, fusion_hooks
 
 
@@ -149,12 +150,16 @@ class Replica:
     def num_layers(self) -> int:
         return self.engine.num_layers
 
-    def generate(self, texts: list[str], max_new_tokens: int, chat_template: bool) -> list[str]:
+    def generate(self, texts: list[str], max_new_tokens: int, chat_template: bool | None) -> list[str]:
+        """Unsteered greedy continuations; chat_template=None uses the template where the tokenizer has one."""
+        if chat_template is None:
+            chat_template = self.engine.tokenizer.chat_template is not None
         rendered = [prompts.render(self.engine.tokenizer, t, chat_template) for t in texts]
         return self.engine.generate(rendered, max_new_tokens, templated=chat_template)
 
-    def reference_vectors(self, texts: list[str], start_chars: list[int]) -> list[Tensor]:
-        return [self.engine.span_means(t, s) for t, s in zip(texts, start_chars)]
+    def reference_vectors(self, items: list[tuple[str, int]]) -> list[Tensor]:
+        """(reference text, character where the gold answer starts) -> [layers, hidden] per item."""
+        return [self.engine.span_means(text, start) for text, start in items]
 
     def configure_steering(self, settings: SteerSettings) -> None:
         from safetensors.torch import load_file
@@ -170,13 +175,13 @@ class Replica:
         if settings is None:
             raise RuntimeError("configure_steering must be called before steer")
         started = time.perf_counter()
-        prompt = prompts.render(self.engine.tokenizer, prompts.steered(self._questions[prompt_id]),
-                                settings.chat_template)
+        question = prompts.steered(self._questions[prompt_id])
+        prompt = prompts.render(self.engine.tokenizer, question, settings.chat_template)
         steer = Steer(vectors=self._vectors[str(prompt_id)][None],
                       alpha=torch.tensor([alpha], dtype=torch.float64),
                       gamma=torch.tensor([gamma], dtype=torch.float64),
                       exclude_sink=settings.exclude_sink)
         (text,) = self.engine.generate([prompt], settings.max_new_tokens, settings.chat_template, steer)
-        scored = prompt + text if settings.include_prompt else text
+        scored = scored_text(question, text, settings.include_prompt)
         (ppl,) = self.scorer.perplexity([scored], settings.perplexity_window)
         return SteeredOutput(text, scored, ppl, time.perf_counter() - started)

@@ -33,6 +33,11 @@ def token_overlap(gold: str, output: str) -> float:
     return round(len(gold_words & word_set(output)) / len(gold_words), 4)
 
 
+def scored_text(prompt: str, continuation: str, include_prompt: bool) -> str:
+    """What overlap and perplexity see: the continuation, or (the paper's variant) the plain prompt before it."""
+    return f"{prompt}{continuation}" if include_prompt else continuation
+
+
 def objective(overlap: float, perplexity: float) -> float:
     """The paper's per-trial objective, to maximise: 0.7*overlap - 0.3*min(ppl/100, 1)."""
     return 0.7 * overlap - 0.3 * min(perplexity / 100.0, 1.0)

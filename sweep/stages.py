@@ -1,0 +1,275 @@
+"""Each stage as a function of the run directory: read inputs there, write outputs there atomically, and
+skip work already done. `run` chains them. Model work goes to Ray replica actors created here, by the driver."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+from safetensors.torch import save_file
+
+from . import prompts
+from .config import SweepConfig, fingerprint, flatten
+from .data import load_questions, locate_csv
+from .engine import Replica, SteerSettings
+from .evaluate import answers, grade_answers
+from .judges import RUBRIC_PROMPT, Item, Judge, exact_judge, load_template, model_judge
+from .models import device_for, locate, model_config
+from .rundir import SCHEMAS, RunDir, read_rows, write_table
+from .steering import segment_bounds
+from .tracking import LiveTrialLogger, Tracker, default_uri
+from .tuning import StudySettings, checkpoint_rows, run_study, study_key
+
+log = logging.getLogger(__name__)
+STAGES = ("select", "enrich", "vectors", "tune", "evaluate", "report")
+BATCH = 8  # prompts per unsteered generation call
+
+
+class SweepError(RuntimeError):
+    """A stage cannot go on; the message says why. Files already written are left intact."""
+
+
+class Session:
+    """The driver's resources for one command: Ray, the model replicas, the judge and the MLflow tracker."""
+
+    def __init__(self, cfg: SweepConfig, run: RunDir) -> None:
+        self.cfg, self.run = cfg, run
+        self._replicas: list | None = None
+        self._judge_replicas: list | None = None
+        self._tracker: Tracker | None = None
+
+    @property
+    def conf_dir(self) -> Path:
+        return Path(self.cfg.conf_dir)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(self.run.mlflow_db)
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            self._tracker = Tracker(*self.tracker_args())
+            self._tracker.log_config(flatten(self.cfg))
+        return self._tracker
+
+    def tracker_args(self) -> tuple[str, str, str, str]:
+        return self.tracking_uri, self.cfg.tracking.experiment, fingerprint(self.cfg), self.run.root.name
+
+    def _start_replicas(self, model_cfg, scorer=None) -> list:  # noqa: ANN001 - ModelConfig, (ModelConfig, Location)
+        if not ray.is_initialized():
+            ray.init(address=self.cfg.cluster.address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        cluster = self.cfg.cluster
+        gpus = 1.0 if device_for(model_cfg).type == "cuda" and cluster.replica_gpus == 0 else cluster.replica_gpus
+        actor = ray.remote(num_cpus=cluster.replica_cpus, num_gpus=gpus, max_restarts=3, max_task_retries=3)(Replica)
+        location = locate(model_cfg, self.conf_dir)
+        threads = max(1, int(cluster.replica_cpus)) if cluster.num_replicas > 1 else 0
+        replicas = [actor.remote(model_cfg, location, threads, scorer) for _ in range(cluster.num_replicas)]
+        ray.get([r.num_layers.remote() for r in replicas])  # surface load errors here, not mid-sweep
+        return replicas
+
+    @property
+    def replicas(self) -> list:
+        if self._replicas is None:
+            scorer = None
+            if self.cfg.scoring.perplexity_model != "self":
+                scorer_cfg = model_config(self.conf_dir, self.cfg.scoring.perplexity_model)
+                scorer = (scorer_cfg, locate(scorer_cfg, self.conf_dir))
+            self._replicas = self._start_replicas(self.cfg.model, scorer)
+        return self._replicas
+
+    def judge(self) -> Judge:
+        judge_cfg = self.cfg.judge
+        if judge_cfg.kind == "exact":
+            return exact_judge()
+        model_cfg = model_config(self.conf_dir, judge_cfg.model, self.cfg.model.quantization)
+        if self._judge_replicas is None:
+            same = model_cfg.name == self.cfg.model.name
+            self._judge_replicas = self.replicas if same else self._start_replicas(model_cfg)
+        template = load_template(Path(judge_cfg.template_path)) if judge_cfg.template_path else RUBRIC_PROMPT
+        replicas = self._judge_replicas
+        return model_judge(f"local:{judge_cfg.model}",
+                           lambda texts, n: fan_out(replicas, "generate", texts, n, None),
+                           template, judge_cfg.max_new_tokens)
+
+    def close(self, ok: bool) -> None:
+        if self._tracker is not None:
+            self._tracker.close(ok)
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def fan_out(replicas: list, method: str, items: Sequence, *args: Any) -> list:
+    """Split `items` into batches over the replicas and return the results in order."""
+    batches = [list(items[i:i + BATCH]) for i in range(0, len(items), BATCH)]
+    futures = [getattr(replicas[i % len(replicas)], method).remote(batch, *args) for i, batch in enumerate(batches)]
+    return [result for batch in ray.get(futures) for result in batch]
+
+
+def _generate(session: Session, texts: list[str]) -> list[str]:
+    cfg = session.cfg
+    return fan_out(session.replicas, "generate", texts, cfg.generation.max_new_tokens, cfg.prompt.chat_template)
+
+
+def select(session: Session) -> None:
+    """First N SimpleQA rows -> baseline answers -> SimpleQA grades -> those to steer (prompts.parquet).
+
+    The paper steers the INCORRECT ones; data.keep_grades can add NOT_ATTEMPTED.
+    """
+    cfg, run = session.cfg, session.run
+    questions = load_questions(locate_csv(cfg.data), cfg.data.rows)
+    texts = _generate(session, [prompts.baseline(q.question) for q in questions])
+    grades = session.judge().grade([Item(q.question, q.answer, t) for q, t in zip(questions, texts)])
+    rows = [{"prompt_id": q.prompt_id, "question": q.question, "answer": q.answer, "topic": q.topic,
+             "answer_type": q.answer_type, "baseline_text": t, "baseline_grade": g}
+            for q, t, g in zip(questions, texts, grades) if g in cfg.data.keep_grades]
+    counts = {g: grades.count(g) for g in sorted(set(grades))}
+    if not rows:
+        raise SweepError(f"no baseline answer graded {' or '.join(cfg.data.keep_grades)} among the first "
+                         f"{len(questions)} rows ({counts}): nothing to steer; raise data.rows")
+    write_table(run.table("prompts"), rows, SCHEMAS["prompts"])
+    log.info("select: kept %d of %d rows; baseline grades %s", len(rows), len(questions), counts)
+
+
+def enrich(session: Session) -> None:
+    """Reference completions: the model continues 'Question/Answer: gold'; its addition is the explanation."""
+    run = session.run
+    selected = read_rows(run.table("prompts"))
+    continuations = _generate(session, [prompts.enrichment(r["question"], r["answer"]) for r in selected])
+    rows = []
+    for r, continuation in zip(selected, continuations):
+        explanation, source = prompts.split_explanation(continuation)
+        text, _ = prompts.reference(r["question"], r["answer"], explanation)
+        rows.append({"prompt_id": r["prompt_id"], "question": r["question"], "answer": r["answer"],
+                     "explanation": explanation, "explanation_source": source, "reference_text": text})
+    write_table(run.table("references"), rows, SCHEMAS["references"])
+
+
+def vectors(session: Session) -> None:
+    """One float32 [layers, hidden] tensor per prompt, named by its prompt id, from one forward pass each."""
+    run = session.run
+    refs = read_rows(run.table("references"))
+    items = [prompts.reference(r["question"], r["answer"], r["explanation"]) for r in refs]
+    means = fan_out(session.replicas, "reference_vectors", items)
+    tmp = run.vectors.with_name(f".{run.vectors.name}.tmp")
+    save_file({str(r["prompt_id"]): m.contiguous() for r, m in zip(refs, means)}, str(tmp))
+    os.replace(tmp, run.vectors)
+
+
+def tune_stage(session: Session) -> None:
+    """Ray Tune fans out one trial per (prompt, method); each runs its own Optuna study against the replicas."""
+    from ray import tune
+
+    cfg, run = session.cfg, session.run
+    selected = read_rows(run.table("prompts"))
+    replicas = session.replicas
+    ray.get([r.configure_steering.remote(SteerSettings(
+        run_root=str(run.root.resolve()), max_new_tokens=cfg.generation.max_new_tokens,
+        chat_template=cfg.prompt.chat_template, exclude_sink=cfg.steering.mean == "exclude_sink",
+        include_prompt=cfg.scoring.include_prompt, perplexity_window=cfg.scoring.perplexity_window))
+        for r in replicas])
+    num_layers = ray.get(replicas[0].num_layers.remote())
+    settings = StudySettings(
+        trials=cfg.search.trials, seed=cfg.seed, alpha=(cfg.search.alpha_low, cfg.search.alpha_high),
+        gamma=(cfg.search.gamma_low, cfg.search.gamma_high), num_layers=num_layers,
+        segments=segment_bounds(num_layers, list(cfg.steering.segment_starts)),
+        answers={r["prompt_id"]: r["answer"] for r in selected}, call_timeout_s=cfg.cluster.call_timeout_s)
+    trainable = tune.with_resources(tune.with_parameters(run_study, settings=settings, replicas=replicas),
+                                    {"cpu": cfg.cluster.trial_cpus})
+    experiment = run.tune_storage / "studies"
+    if tune.Tuner.can_restore(str(experiment)):
+        log.info("tune: resuming %s", experiment)
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
+    else:
+        keys = [study_key(r["prompt_id"], m) for r in selected for m in cfg.search.methods]
+        tuner = tune.Tuner(
+            trainable, param_space={"study": tune.grid_search(keys)},
+            tune_config=tune.TuneConfig(reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=experiment.name, storage_path=str(experiment.parent.resolve()), verbose=0,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=2),
+                callbacks=[LiveTrialLogger(*session.tracker_args())]))
+    grid = tuner.fit()
+    failed = [(r.metrics or {}).get("config", {}).get("study", r.path) for r in grid if r.error]
+    if failed:
+        raise SweepError(f"{len(failed)} studies failed (see {experiment}): {', '.join(map(str, failed[:10]))}")
+    rows = sorted((row for result in grid for row in checkpoint_rows(result.checkpoint)),
+                  key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
+    write_table(run.table("trials"), rows, SCHEMAS["trials"])
+    write_table(run.table("best"), best_trials(rows), SCHEMAS["best"])
+    session.tracker.sync_trials(rows, cfg.search.trials)
+
+
+def best_trials(rows: Sequence[dict]) -> list[dict]:
+    """The highest-objective trial per (prompt, method); the earliest wins a tie."""
+    best: dict[tuple[int, str], dict] = {}
+    for row in rows:
+        key = (row["prompt_id"], row["method"])
+        if key not in best or row["objective"] > best[key]["objective"]:
+            best[key] = row
+    return [best[k] for k in sorted(best)]
+
+
+def evaluate(session: Session) -> None:
+    """Grade the baseline and each method's best answer; log the final scores to each study's MLflow run."""
+    cfg, run = session.cfg, session.run
+    best = read_rows(run.table("best"))
+    rows = grade_answers(answers(read_rows(run.table("prompts")), best), session.judge(), cfg.scoring.include_prompt)
+    write_table(run.table("grades"), rows, SCHEMAS["grades"])
+    params = {(b["prompt_id"], b["method"]): {k: v for k, v in b.items()
+                                             if k.startswith(("alpha_", "gamma_")) and v is not None} for b in best}
+    for row in rows:
+        if row["method"] == "baseline":
+            continue
+        session.tracker.log_final(row["prompt_id"], row["method"], {
+            "final.composite": row["composite"], "final.judge_score": row["judge_score"],
+            "final.overlap": row["overlap"], "final.correct": float(row["grade"] == "CORRECT"),
+            "final.accurate": float(row["accurate"])}, params[(row["prompt_id"], row["method"])])
+
+
+def report(session: Session) -> None:
+    """report.md and plots from the Parquet files, logged as artifacts of the sweep's MLflow run."""
+    from analysis.report import write_report
+
+    summary = write_report(session.run, session.cfg)
+    session.tracker.log_summary(summary, [session.run.report, session.run.plots, session.run.config])
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Session], None]] = {
+    "select": select, "enrich": enrich, "vectors": vectors, "tune": tune_stage,
+    "evaluate": evaluate, "report": report,
+}
+
+
+def stage_done(run: RunDir, stage: str) -> bool:
+    outputs = {"select": [run.table("prompts")], "enrich": [run.table("references")], "vectors": [run.vectors],
+               "tune": [run.table("trials"), run.table("best")], "evaluate": [run.table("grades")],
+               "report": [run.report]}
+    return all(p.exists() for p in outputs[stage])
+
+
+def run_stages(cfg: SweepConfig, out: Path, stages: Sequence[str]) -> None:
+    """Run the given stages in order, skipping those whose outputs exist; the config is saved first."""
+    run = RunDir(out)
+    run.prepare(cfg)
+    session = Session(cfg, run)
+    ok = False
+    try:
+        for stage in stages:
+            if stage_done(run, stage):
+                log.info("%s: already done, skipped", stage)
+                continue
+            missing = [s for s in STAGES[:STAGES.index(stage)] if not stage_done(run, s)]
+            if missing:
+                raise SweepError(f"stage '{stage}' needs {', '.join(missing)} first (or use 'run')")
+            log.info("%s: running", stage)
+            STAGE_FUNCTIONS[stage](session)
+        ok = True
+    finally:
+        session.close(ok)

@@ -1,0 +1,116 @@
+"""The Tune trainable: one independent, seeded Optuna study per (prompt, method), checkpointed after every trial."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from optuna.distributions import FloatDistribution
+from ray import tune
+
+from .scoring import objective, token_overlap
+from .steering import SEGMENT_NAMES, layer_weights
+
+STUDY_FILE, ROWS_FILE = "study.pkl", "rows.json"
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything a trial needs besides its (prompt, method); shared by all trials through Tune."""
+
+    trials: int
+    seed: int
+    alpha: tuple[float, float]
+    gamma: tuple[float, float]
+    num_layers: int
+    segments: list[tuple[int, int]]
+    answers: dict[int, str]  # gold answer per prompt id, for overlap
+    call_timeout_s: float
+
+
+def study_key(prompt_id: int, method: str) -> str:
+    return f"{prompt_id}/{method}"
+
+
+def parse_key(key: str) -> tuple[int, str]:
+    prompt_id, method = key.split("/")
+    return int(prompt_id), method
+
+
+def search_space(method: str, settings: StudySettings) -> dict[str, FloatDistribution]:
+    """The paper's space: alpha, gamma uniform in [0.01, 1] for all layers, or per segment."""
+    groups = ["all"] if method == "full" else list(SEGMENT_NAMES)
+    space = {}
+    for group in groups:
+        space[f"alpha_{group}"] = FloatDistribution(*settings.alpha)
+        space[f"gamma_{group}"] = FloatDistribution(*settings.gamma)
+    return space
+
+
+def study_seed(seed: int, prompt_id: int, method: str) -> int:
+    """A per-study seed that does not depend on Python's hash randomisation or trial order."""
+    return zlib.crc32(f"{seed}/{prompt_id}/{method}".encode())
+
+
+def new_study(seed: int, prompt_id: int, method: str) -> optuna.Study:
+    # TPE's first 10 trials are random start-up trials: with the paper's 5 trials this is random search.
+    sampler = optuna.samplers.TPESampler(seed=study_seed(seed, prompt_id, method))
+    return optuna.create_study(direction="maximize", sampler=sampler)
+
+
+def completed(study: optuna.Study) -> int:
+    """The budget counts COMPLETE trials, so a trial interrupted by a restart is asked again, not lost."""
+    return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def run_study(config: dict[str, Any], settings: StudySettings, replicas: list) -> None:
+    """Tune function trainable for one (prompt, method); reports once per Optuna trial."""
+    prompt_id, method = parse_key(config["study"])
+    study, rows = _restore(settings, prompt_id, method)
+    replica = replicas[prompt_id % len(replicas)]
+    space = search_space(method, settings)
+    while completed(study) < settings.trials:
+        trial = study.ask(space)
+        alpha, gamma = layer_weights(trial.params, settings.num_layers, settings.segments)
+        out = ray.get(replica.steer.remote(prompt_id, alpha, gamma), timeout=settings.call_timeout_s)
+        overlap = token_overlap(settings.answers[prompt_id], out.scored_text)
+        value = objective(overlap, out.perplexity)
+        study.tell(trial, value)
+        row = {"prompt_id": prompt_id, "method": method, "trial": len(rows), **trial.params,
+               "text": out.text, "overlap": overlap, "perplexity": out.perplexity,
+               "objective": value, "seconds": out.seconds}
+        rows.append(row)
+        _report(study, rows)
+
+
+def _report(study: optuna.Study, rows: list[dict]) -> None:
+    metrics = {k: v for k, v in rows[-1].items() if k != "text"}
+    with tempfile.TemporaryDirectory() as folder:
+        # Optuna's own state (sampler RNG included) is pickled into Tune's checkpoint inside the run
+        # directory, so a resumed study asks exactly what an uninterrupted one would.
+        (Path(folder) / STUDY_FILE).write_bytes(pickle.dumps(study))
+        (Path(folder) / ROWS_FILE).write_text(json.dumps(rows))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _restore(settings: StudySettings, prompt_id: int, method: str) -> tuple[optuna.Study, list[dict]]:
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return new_study(settings.seed, prompt_id, method), []
+    with checkpoint.as_directory() as folder:
+        study = pickle.loads((Path(folder) / STUDY_FILE).read_bytes())
+        rows = json.loads((Path(folder) / ROWS_FILE).read_text())
+    return study, rows
+
+
+def checkpoint_rows(checkpoint: tune.Checkpoint) -> list[dict]:
+    with checkpoint.as_directory() as folder:
+        return json.loads((Path(folder) / ROWS_FILE).read_text())
+

@@ -56,6 +56,8 @@ class GenerationConfig:
 @dataclass
 class SteeringConfig:
     mean: str = "all"
+    # KV cache on, with a running mean (a different intervention from the paper's; see docs/steering-modes.md).
+    cache: bool = False
     # Segment start layers for the segmented method; empty means thirds (ceil for the first two).
     segment_starts: list[int] = field(default_factory=list)
 
@@ -68,6 +70,8 @@ class SearchConfig:
     gamma_low: float = 0.01
     gamma_high: float = 1.0
     methods: list[str] = field(default_factory=lambda: ["full", "segmented"])
+    # Evaluations each study keeps in flight so replica batches fill (Optuna's constant liar covers them).
+    in_flight: int = 2
 
 
 @dataclass
@@ -95,6 +99,10 @@ class ClusterConfig:
     replica_cpus: float = 1.0
     replica_gpus: float = 0.0
     trial_cpus: float = 0.25
+    # Dynamic batching in each replica: up to max_batch steered trials per forward pass, gathered for at
+    # most batch_wait_s. max_batch=1 makes 8-bit runs independent of timing (bitsandbytes is not batch-invariant).
+    max_batch: int = 16
+    batch_wait_s: float = 0.05
     call_timeout_s: float = 1800.0
 
 
@@ -221,7 +229,8 @@ def validate(cfg: SweepConfig) -> None:
         if not 0.0 < low < high <= 1.0:
             raise ConfigError(f"search.{name}_low/high = {low}/{high}: need 0 < low < high <= 1 (the paper's range)")
     for key, value in (("data.rows", cfg.data.rows), ("generation.max_new_tokens", cfg.generation.max_new_tokens),
-                       ("cluster.num_replicas", cfg.cluster.num_replicas)):
+                       ("cluster.num_replicas", cfg.cluster.num_replicas), ("cluster.max_batch", cfg.cluster.max_batch),
+                       ("search.in_flight", cfg.search.in_flight)):
         if value < 1:
             raise ConfigError(f"{key}={value} must be at least 1")
 

@@ -1,32 +1,27 @@
-"""Greedy generation (steered or not), perplexity and reference vectors on one model; the Ray replica actor."""
+"""Greedy generation (steered or not), perplexity and reference vectors on one in-memory model."""
 
 from __future__ import annotations
 
+import inspect
 import math
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from . import prompts
-from .config import ModelConfig
-from .models import Location, decoder_layers, load
-from .scoring import scored_text
+from .models import decoder_layers
 from .steering import Positions, Steer, fusion_hooks
 
-
-def _row_spans(mask: Tensor) -> list[tuple[int, int]]:
-    """[start, end) of each row's real tokens: left pads before, pads of finished rows after."""
-    starts = (mask.cumsum(-1) == 0).sum(-1)
-    return [(int(s), int(s + n)) for s, n in zip(starts, mask.sum(-1))]
+PERPLEXITY_BATCH = 8  # windows per scoring pass: logits are [batch, window, vocab] floats
 
 
 class Engine:
-    """One model and its tokenizer. Steered generation runs the paper's faithful loop: KV cache off,
-    the whole sequence recomputed and re-steered at every step."""
+    """One model and its tokenizer, generating greedily with per-row steering.
+
+    Steered generation is faithful by default (the paper's loop: KV cache off, the whole sequence recomputed
+    and re-steered at every step) or cached (KV cache on, running mean; see steering.py). Unsteered
+    generation always uses the KV cache, which changes nothing without hooks.
+    """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         self.model, self.tokenizer = model, tokenizer
@@ -35,6 +30,8 @@ class Engine:
         eos = model.generation_config.eos_token_id
         eos = tokenizer.eos_token_id if eos is None else eos
         self.eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=self.device)
+        # transformers renamed `past_key_values` to `cache` (5.2x); accept both spellings.
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @property
     def num_layers(self) -> int:
@@ -47,45 +44,75 @@ class Engine:
 
     @torch.no_grad()
     def generate(self, texts: list[str], max_new_tokens: int, templated: bool = False,
-                 steer: Steer | None = None) -> list[str]:
-        """Greedy continuations of `texts`. Unsteered runs use the KV cache; steered runs do not (faithful)."""
+                 steer: Steer | None = None, stop_at_eos: bool = True) -> list[str]:
+        """Greedy continuations of `texts` (left-padded into one batch), one row per text."""
         ids, mask = self.encode(texts, templated)
+        use_cache = steer is None or steer.cached
         if steer is None:
-            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                      do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
-            return self.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-        with fusion_hooks(self.layers, steer) as positions:
-            new = self._faithful_loop(ids, mask, max_new_tokens, positions)
+            new = self._greedy(ids, mask, max_new_tokens, None, use_cache, stop_at_eos)
+        else:
+            with fusion_hooks(self.layers, steer) as positions:
+                new = self._greedy(ids, mask, max_new_tokens, positions, use_cache, stop_at_eos,
+                                   steer.exclude_sink)
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
-    def _faithful_loop(self, ids: Tensor, mask: Tensor, max_new_tokens: int, positions: Positions) -> Tensor:
-        """ids, mask: [batch, prompt] -> new tokens [batch, <= max_new_tokens] (pad after a row's EOS)."""
+    def _greedy(self, ids: Tensor, mask: Tensor, max_new_tokens: int, positions: Positions | None,
+                use_cache: bool, stop_at_eos: bool, exclude_sink: bool = False) -> Tensor:
+        """ids, mask: [batch, prompt] -> new tokens [batch, <= max_new_tokens] (pads after a row's EOS)."""
         prompt_len = ids.shape[1]
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=self.device)
         pad = self.tokenizer.pad_token_id
+        past = None
         for _ in range(max_new_tokens):
-            positions.spans = _row_spans(mask)
+            decoding = past is not None
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids,
-                                use_cache=False).logits[:, -1]
-            token = torch.where(done, torch.full_like(done, pad, dtype=torch.long), logits.argmax(-1))
+            if positions is not None:
+                positions.update(mask, decoding, exclude_sink)
+            step_ids, step_positions = (ids[:, -1:], position_ids[:, -1:]) if decoding else (ids, position_ids)
+            # Only the last position's logits are needed: skipping the rest saves the LM head on the prompt.
+            out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_positions,
+                             use_cache=use_cache, logits_to_keep=1, **{self._cache_arg: past})
+            past = getattr(out, self._cache_arg) if use_cache else None
+            token = torch.where(done, torch.full_like(done, pad, dtype=torch.long), out.logits[:, -1].argmax(-1))
             ids = torch.cat([ids, token[:, None]], dim=1)
             mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
-            done |= torch.isin(token, self.eos)
-            if bool(done.all()):
-                break
+            if stop_at_eos:
+                done |= torch.isin(token, self.eos)
+                if bool(done.all()):
+                    break
         return ids[:, prompt_len:]
 
     @torch.no_grad()
     def perplexity(self, texts: list[str], window: int) -> list[float]:
-        """exp(mean loss over non-overlapping `window`-token windows), per text, as the paper scored it."""
-        scores = []
-        for text in texts:
-            ids = self.tokenizer(text, return_tensors="pt").input_ids.to(self.device)
-            losses = [self.model(input_ids=chunk, labels=chunk).loss.item()
-                      for chunk in ids.split(window, dim=1) if chunk.shape[1] > 1]
-            scores.append(math.exp(sum(losses) / len(losses)) if losses else float("nan"))
-        return scores
+        """exp(mean loss over non-overlapping `window`-token windows), per text, as the paper scored it;
+        inf for a text of fewer than two tokens. All windows of all texts are scored in padded batches."""
+        windows, owners = [], []
+        for index, text in enumerate(texts):
+            ids = self.tokenizer(text).input_ids
+            for start in range(0, len(ids), window):
+                if len(ids[start:start + window]) > 1:
+                    windows.append(ids[start:start + window])
+                    owners.append(index)
+        losses = [loss for i in range(0, len(windows), PERPLEXITY_BATCH)
+                  for loss in self._window_losses(windows[i:i + PERPLEXITY_BATCH])]
+        per_text: list[list[float]] = [[] for _ in texts]
+        for owner, loss in zip(owners, losses):
+            per_text[owner].append(loss)
+        return [math.exp(sum(ls) / len(ls)) if ls else math.inf for ls in per_text]
+
+    def _window_losses(self, windows: list[list[int]]) -> list[float]:
+        """Mean next-token cross-entropy of each window, right-padded into one batch."""
+        longest = max(len(w) for w in windows)
+        ids = torch.full((len(windows), longest), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, window in enumerate(windows):
+            ids[row, :len(window)] = torch.tensor(window)
+            mask[row, :len(window)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        logits = self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        target_mask = mask[:, 1:].float()
+        return ((nll * target_mask).sum(-1) / target_mask.sum(-1)).tolist()
 
     @torch.no_grad()
     def span_means(self, text: str, start_char: int) -> Tensor:
@@ -111,77 +138,3 @@ class Engine:
             for handle in handles:
                 handle.remove()
         return torch.stack(captured)
-
-
-@dataclass(frozen=True)
-class SteerSettings:
-    """What a replica needs to run a steered trial by prompt id alone."""
-
-    run_root: str
-    max_new_tokens: int
-    chat_template: bool
-    exclude_sink: bool
-    include_prompt: bool
-    perplexity_window: int
-
-
-@dataclass(frozen=True)
-class SteeredOutput:
-    text: str  # the continuation
-    scored_text: str  # what overlap and perplexity are computed on (continuation, or prompt + continuation)
-    perplexity: float
-    seconds: float
-
-
-class Replica:
-    """A Ray actor holding one model copy. Reference vectors and questions are loaded from the run
-    directory once, on first use, so trials send only a prompt id and weights."""
-
-    def __init__(self, model_cfg: ModelConfig, location: Location, threads: int,
-                 scorer: tuple[ModelConfig, Location] | None = None) -> None:
-        if threads > 0:
-            torch.set_num_threads(threads)
-        self.engine = Engine(*load(model_cfg, location))
-        self.scorer = Engine(*load(*scorer)) if scorer else self.engine
-        self._steer_settings: SteerSettings | None = None
-        self._vectors: dict[str, Tensor] = {}
-        self._questions: dict[int, str] = {}
-
-    def num_layers(self) -> int:
-        return self.engine.num_layers
-
-    def generate(self, texts: list[str], max_new_tokens: int, chat_template: bool | None) -> list[str]:
-        """Unsteered greedy continuations; chat_template=None uses the template where the tokenizer has one."""
-        if chat_template is None:
-            chat_template = self.engine.tokenizer.chat_template is not None
-        rendered = [prompts.render(self.engine.tokenizer, t, chat_template) for t in texts]
-        return self.engine.generate(rendered, max_new_tokens, templated=chat_template)
-
-    def reference_vectors(self, items: list[tuple[str, int]]) -> list[Tensor]:
-        """(reference text, character where the gold answer starts) -> [layers, hidden] per item."""
-        return [self.engine.span_means(text, start) for text, start in items]
-
-    def configure_steering(self, settings: SteerSettings) -> None:
-        from safetensors.torch import load_file
-
-        from .rundir import RunDir, read_rows
-        run = RunDir(Path(settings.run_root))
-        self._vectors = load_file(run.vectors)
-        self._questions = {r["prompt_id"]: r["question"] for r in read_rows(run.table("references"))}
-        self._steer_settings = settings
-
-    def steer(self, prompt_id: int, alpha: list[float], gamma: list[float]) -> SteeredOutput:
-        settings = self._steer_settings
-        if settings is None:
-            raise RuntimeError("configure_steering must be called before steer")
-        started = time.perf_counter()
-        question = prompts.steered(self._questions[prompt_id])
-        prompt = prompts.render(self.engine.tokenizer, question, settings.chat_template)
-        steer = Steer(vectors=self._vectors[str(prompt_id)][None],
-                      alpha=torch.tensor([alpha], dtype=torch.float64),
-                      gamma=torch.tensor([gamma], dtype=torch.float64),
-                      exclude_sink=settings.exclude_sink)
-        (text,) = self.engine.generate([prompt], settings.max_new_tokens, settings.chat_template, steer)
-        scored = scored_text(question, text, settings.include_prompt)
-        (ppl,) = self.scorer.perplexity([scored], settings.perplexity_window)
-        return SteeredOutput(text, scored, ppl, time.perf_counter() - started)

@@ -15,10 +15,10 @@ from safetensors.torch import save_file
 from . import prompts
 from .config import SweepConfig, fingerprint, flatten
 from .data import load_questions, locate_csv
-from .engine import Replica, SteerSettings
 from .evaluate import answers, grade_answers
 from .judges import RUBRIC_PROMPT, Item, Judge, exact_judge, load_template, model_judge
-from .models import device_for, locate, model_config
+from .models import locate, model_config
+from .replica import Replica, SteerSettings
 from .rundir import SCHEMAS, RunDir, read_rows, write_table
 from .steering import segment_bounds
 from .tracking import LiveTrialLogger, Tracker, default_uri
@@ -65,7 +65,7 @@ class Session:
             ray.init(address=self.cfg.cluster.address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         cluster = self.cfg.cluster
-        gpus = 1.0 if device_for(model_cfg).type == "cuda" and cluster.replica_gpus == 0 else cluster.replica_gpus
+        gpus = cluster.replica_gpus or replica_gpus(model_cfg.device, ray.cluster_resources().get("GPU", 0.0))
         actor = ray.remote(num_cpus=cluster.replica_cpus, num_gpus=gpus, max_restarts=3, max_task_retries=3)(Replica)
         location = locate(model_cfg, self.conf_dir)
         threads = max(1, int(cluster.replica_cpus)) if cluster.num_replicas > 1 else 0
@@ -102,6 +102,14 @@ class Session:
             self._tracker.close(ok)
         if ray.is_initialized():
             ray.shutdown()
+
+
+def replica_gpus(device: str, cluster_gpus: float) -> float:
+    """One GPU per replica when the model runs on CUDA. The driver may sit on a CPU-only head node, so
+    "auto" asks the cluster, not the driver's own machine."""
+    if device == "cuda" or (device == "auto" and cluster_gpus > 0):
+        return 1.0
+    return 0.0
 
 
 def fan_out(replicas: list, method: str, items: Sequence, *args: Any) -> list:
@@ -164,6 +172,7 @@ def vectors(session: Session) -> None:
 def tune_stage(session: Session) -> None:
     """Ray Tune fans out one trial per (prompt, method); each runs its own Optuna study against the replicas."""
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
 
     cfg, run = session.cfg, session.run
     selected = read_rows(run.table("prompts"))
@@ -171,14 +180,17 @@ def tune_stage(session: Session) -> None:
     ray.get([r.configure_steering.remote(SteerSettings(
         run_root=str(run.root.resolve()), max_new_tokens=cfg.generation.max_new_tokens,
         chat_template=cfg.prompt.chat_template, exclude_sink=cfg.steering.mean == "exclude_sink",
-        include_prompt=cfg.scoring.include_prompt, perplexity_window=cfg.scoring.perplexity_window))
+        cached=cfg.steering.cache, include_prompt=cfg.scoring.include_prompt,
+        perplexity_window=cfg.scoring.perplexity_window, max_batch=cfg.cluster.max_batch,
+        batch_wait_s=cfg.cluster.batch_wait_s))
         for r in replicas])
     num_layers = ray.get(replicas[0].num_layers.remote())
     settings = StudySettings(
         trials=cfg.search.trials, seed=cfg.seed, alpha=(cfg.search.alpha_low, cfg.search.alpha_high),
         gamma=(cfg.search.gamma_low, cfg.search.gamma_high), num_layers=num_layers,
         segments=segment_bounds(num_layers, list(cfg.steering.segment_starts)),
-        answers={r["prompt_id"]: r["answer"] for r in selected}, call_timeout_s=cfg.cluster.call_timeout_s)
+        answers={r["prompt_id"]: r["answer"] for r in selected}, call_timeout_s=cfg.cluster.call_timeout_s,
+        in_flight=cfg.search.in_flight)
     trainable = tune.with_resources(tune.with_parameters(run_study, settings=settings, replicas=replicas),
                                     {"cpu": cfg.cluster.trial_cpus})
     experiment = run.tune_storage / "studies"
@@ -194,9 +206,9 @@ def tune_stage(session: Session) -> None:
                 name=experiment.name, storage_path=str(experiment.parent.resolve()), verbose=0,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=2),
-                callbacks=[LiveTrialLogger(*session.tracker_args())]))
+                callbacks=[JsonLoggerCallback(), LiveTrialLogger(*session.tracker_args())]))
     grid = tuner.fit()
-    failed = [(r.metrics or {}).get("config", {}).get("study", r.path) for r in grid if r.error]
+    failed = [r.config.get("study", r.path) if r.config else r.path for r in grid if r.error]
     if failed:
         raise SweepError(f"{len(failed)} studies failed (see {experiment}): {', '.join(map(str, failed[:10]))}")
     rows = sorted((row for result in grid for row in checkpoint_rows(result.checkpoint)),

@@ -33,6 +33,7 @@ class StudySettings:
     segments: list[tuple[int, int]]
     answers: dict[int, str]  # gold answer per prompt id, for overlap
     call_timeout_s: float
+    in_flight: int
 
 
 def study_key(prompt_id: int, method: str) -> str:
@@ -71,22 +72,31 @@ def completed(study: optuna.Study) -> int:
 
 
 def run_study(config: dict[str, Any], settings: StudySettings, replicas: list) -> None:
-    """Tune function trainable for one (prompt, method); reports once per Optuna trial."""
+    """Tune function trainable for one (prompt, method). Keeps `in_flight` evaluations queued at its replica
+    so batches fill; reports (and checkpoints) once per finished Optuna trial."""
     prompt_id, method = parse_key(config["study"])
     study, rows = _restore(settings, prompt_id, method)
     replica = replicas[prompt_id % len(replicas)]
     space = search_space(method, settings)
-    while completed(study) < settings.trials:
-        trial = study.ask(space)
-        alpha, gamma = layer_weights(trial.params, settings.num_layers, settings.segments)
-        out = ray.get(replica.steer.remote(prompt_id, alpha, gamma), timeout=settings.call_timeout_s)
+    pending: dict[ray.ObjectRef, optuna.Trial] = {}
+    while completed(study) + len(pending) < settings.trials or pending:
+        while completed(study) + len(pending) < settings.trials and len(pending) < settings.in_flight:
+            trial = study.ask(space)
+            # A trial's slot is its place in the study's order; a trial re-asked after a restore keeps its slot.
+            trial.set_user_attr("slot", trial.user_attrs.get("slot", completed(study) + len(pending)))
+            alpha, gamma = layer_weights(trial.params, settings.num_layers, settings.segments)
+            pending[replica.steer.remote(prompt_id, alpha, gamma)] = trial
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=settings.call_timeout_s)
+        if not done:
+            raise TimeoutError(f"no steered trial of prompt {prompt_id} came back in {settings.call_timeout_s} s")
+        trial = pending.pop(done[0])
+        out = ray.get(done[0])
         overlap = token_overlap(settings.answers[prompt_id], out.scored_text)
         value = objective(overlap, out.perplexity)
         study.tell(trial, value)
-        row = {"prompt_id": prompt_id, "method": method, "trial": len(rows), **trial.params,
-               "text": out.text, "overlap": overlap, "perplexity": out.perplexity,
-               "objective": value, "seconds": out.seconds}
-        rows.append(row)
+        rows.append({"prompt_id": prompt_id, "method": method, "trial": trial.user_attrs["slot"], **trial.params,
+                     "text": out.text, "overlap": overlap, "perplexity": out.perplexity,
+                     "objective": value, "seconds": out.seconds})
         _report(study, rows)
 
 
@@ -107,6 +117,11 @@ def _restore(settings: StudySettings, prompt_id: int, method: str) -> tuple[optu
     with checkpoint.as_directory() as folder:
         study = pickle.loads((Path(folder) / STUDY_FILE).read_bytes())
         rows = json.loads((Path(folder) / ROWS_FILE).read_text())
+    # Evaluations in flight when the run stopped are asked again with the same parameters and slot, so the
+    # sampler's sequence (and the result) matches an uninterrupted run.
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.enqueue_trial(trial.params, user_attrs={"slot": trial.user_attrs["slot"]})
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
     return study, rows
 
 

@@ -1,0 +1,210 @@
+"""`fusion-steering bench`: the paper's loop vs the engine (faithful and cached) on the same prompts and
+weights, in one process; and the sweep's orchestration overhead (Ray, Tune, Optuna, MLflow) over the engine."""
+
+from __future__ import annotations
+
+import random
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import prompts
+from .config import SweepConfig
+from .engine import Engine
+from .models import load, locate
+from .reference import paper_loop
+from .steering import steer_rows
+
+# Short factual questions and answers in SimpleQA's style, written for the benchmark (no data file needed).
+QUESTIONS = [
+    ("Who composed the opera 'The Bartered Bride'?", "Bedřich Smetana"),
+    ("In which year did the Tay Bridge disaster happen?", "1879"),
+    ("What is the chemical symbol of tungsten?", "W"),
+    ("Which city hosted the 1908 Summer Olympics?", "London"),
+    ("Who painted 'The Hay Wain'?", "John Constable"),
+    ("What is the capital of Burkina Faso?", "Ouagadougou"),
+    ("Which river flows through Kraków?", "Vistula"),
+    ("Who wrote the novel 'Kristin Lavransdatter'?", "Sigrid Undset"),
+]
+
+
+@dataclass(frozen=True)
+class Trial:
+    prompt: str
+    vectors: torch.Tensor  # [layers, hidden]
+    alpha: list[float]  # [layers]
+    gamma: list[float]  # [layers]
+
+
+def make_trials(engine: Engine, count: int, seed: int) -> list[Trial]:
+    """`count` trials cycling over the questions, with real reference vectors and seeded random weights."""
+    rng = random.Random(seed)
+    vectors = []
+    for question, answer in QUESTIONS:
+        text, start = prompts.reference(question, answer, "")
+        vectors.append(engine.span_means(text, start))
+    trials = []
+    for i in range(count):
+        question = QUESTIONS[i % len(QUESTIONS)][0]
+        a, g = rng.uniform(0.01, 1.0), rng.uniform(0.01, 1.0)
+        trials.append(Trial(prompts.steered(question), vectors[i % len(QUESTIONS)],
+                            [a] * engine.num_layers, [g] * engine.num_layers))
+    return trials
+
+
+def matmul_peak_flops(device: torch.device, dtype: torch.dtype) -> float:
+    """Best of several large matmuls, in FLOP/s: the ceiling the model FLOP utilisation is measured against."""
+    n = 2048 if device.type == "cpu" else 8192
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(5):
+        _sync(device)
+        started = time.perf_counter()
+        torch.matmul(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n ** 3 / best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def flops_per_token(engine: Engine) -> float:
+    """2 FLOPs per weight used for one token: the decoder layers and the LM head (embedding lookups are free).
+    Attention over the context is left out: at these lengths it is a few percent."""
+    layers = sum(p.numel() for p in engine.layers.parameters())
+    head = engine.model.get_output_embeddings().weight.numel()
+    return 2.0 * (layers + head)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's high-water mark
+
+
+def _timed(fn, device: torch.device) -> float:  # noqa: ANN001 - a thunk
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    started = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def time_paper_loop(engine: Engine, trials: list[Trial], new_tokens: int) -> dict[str, float]:
+    seconds = _timed(lambda: [paper_loop(engine, t.prompt, t.vectors, t.alpha, t.gamma, new_tokens,
+                                         force_length=True) for t in trials], engine.device)
+    return _rates(len(trials), new_tokens, seconds, engine.device)
+
+
+def time_engine(engine: Engine, trials: list[Trial], new_tokens: int, batch: int, cached: bool) -> dict[str, float]:
+    def run() -> None:
+        for i in range(0, len(trials), batch):
+            chunk = trials[i:i + batch]
+            steer = steer_rows(torch.stack([t.vectors for t in chunk]), [(t.alpha, t.gamma) for t in chunk],
+                               exclude_sink=False, cached=cached)
+            engine.generate([t.prompt for t in chunk], new_tokens, steer=steer, stop_at_eos=False)
+    return {**_rates(len(trials), new_tokens, _timed(run, engine.device), engine.device), "batch": batch}
+
+
+def _rates(trials: int, new_tokens: int, seconds: float, device: torch.device) -> dict[str, float]:
+    return {"trials_per_s": trials / seconds, "tokens_per_s": trials * new_tokens / seconds, "seconds": seconds,
+            "peak_memory_mb": peak_memory_mb(device)}
+
+
+def sweep_overhead(cfg: SweepConfig, studies: int, trials: int) -> dict[str, float]:
+    """The tune stage on a temporary run directory of `studies` prompts vs the time its replicas spent in the
+    engine. Overhead = (stage wall time - engine time) / engine time."""
+    from .rundir import SCHEMAS, RunDir, write_table
+    from .stages import Session, tune_stage
+    from safetensors.torch import save_file
+    import ray
+
+    root = Path(tempfile.mkdtemp(prefix="fusion-bench-"))
+    try:
+        run = RunDir(root)
+        run.prepare(cfg)
+        questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(studies)]
+        write_table(run.table("prompts"), [
+            {"prompt_id": i, "question": q, "answer": a, "topic": "", "answer_type": "", "baseline_text": "",
+             "baseline_grade": "INCORRECT"} for i, (q, a) in enumerate(questions)], SCHEMAS["prompts"])
+        references = []
+        for i, (q, a) in enumerate(questions):
+            references.append({"prompt_id": i, "question": q, "answer": a, "explanation": "",
+                               "explanation_source": "empty", "reference_text": prompts.reference(q, a, "")[0]})
+        write_table(run.table("references"), references, SCHEMAS["references"])
+        session = Session(cfg, run)
+        try:
+            replicas = session.replicas
+            vectors = ray.get(replicas[0].reference_vectors.remote([prompts.reference(q, a, "") for q, a in questions]))
+            save_file({str(i): v for i, v in enumerate(vectors)}, str(run.vectors))
+            started = time.perf_counter()
+            tune_stage(session)
+            wall = time.perf_counter() - started
+            stats = [ray.get(r.stats.remote()) for r in replicas]
+        finally:
+            session.close(True)
+        engine_s = sum(s["busy_s"] for s in stats)
+        batches = sum(s["batches"] for s in stats)
+        return {"tune_stage_s": wall, "engine_s": engine_s, "trials": sum(s["trials"] for s in stats),
+                "mean_batch": sum(s["trials"] for s in stats) / max(batches, 1),
+                "sweep_overhead": (wall - engine_s) / engine_s}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, batch_sizes: list[int], new_tokens: int,
+              sweep_studies: int) -> dict[str, Any]:
+    torch.manual_seed(cfg.seed)
+    engine = Engine(*load(cfg.model, locate(cfg.model, Path(cfg.conf_dir))))
+    work = make_trials(engine, trials, cfg.seed)
+    dtype = next(engine.model.parameters()).dtype if cfg.model.quantization == "none" else torch.float32
+    peak = matmul_peak_flops(engine.device, dtype if dtype.is_floating_point else torch.float32)
+    paper = time_paper_loop(engine, work[:paper_trials], new_tokens)
+    faithful = [time_engine(engine, work, new_tokens, b, cached=False) for b in batch_sizes]
+    cached = [time_engine(engine, work, new_tokens, b, cached=True) for b in batch_sizes]
+    best_faithful = max(faithful, key=lambda r: r["trials_per_s"])
+    best_cached = max(cached, key=lambda r: r["trials_per_s"])
+    result: dict[str, Any] = {
+        "model": cfg.model.name, "quantization": cfg.model.quantization, "device": str(engine.device),
+        "device_name": torch.cuda.get_device_name() if engine.device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(), "new_tokens": new_tokens, "trials": trials,
+        "paper_trials": paper_trials, "matmul_peak_gflops": peak / 1e9,
+        "paper_loop": paper, "faithful": best_faithful, "cached": best_cached,
+        "faithful_by_batch": faithful, "cached_by_batch": cached,
+        "speedup_faithful": best_faithful["trials_per_s"] / paper["trials_per_s"],
+        "speedup_cached": best_cached["trials_per_s"] / paper["trials_per_s"],
+        "mfu_cached": best_cached["tokens_per_s"] * flops_per_token(engine) / peak,
+    }
+    if sweep_studies:
+        del engine
+        result["sweep"] = sweep_overhead(cfg, sweep_studies, cfg.search.trials)
+        result["sweep_overhead"] = result["sweep"]["sweep_overhead"]
+    return result
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    lines = [f"{result['model']} ({result['quantization']}) on {result['device_name']}, {result['threads']} threads, "
+             f"{result['new_tokens']} new tokens; matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s"]
+    for name in ("paper_loop", "faithful", "cached"):
+        r = result[name]
+        batch = f" (batch {r['batch']})" if "batch" in r else ""
+        lines.append(f"  {name:<10} {r['trials_per_s']:8.3f} trials/s {r['tokens_per_s']:9.1f} tokens/s"
+                     f"  peak memory {r['peak_memory_mb']:.0f} MB{batch}")
+    lines.append(f"  speedup faithful {result['speedup_faithful']:.1f}x, cached {result['speedup_cached']:.1f}x; "
+                 f"cached MFU {result['mfu_cached']:.1%}")
+    if "sweep" in result:
+        s = result["sweep"]
+        lines.append(f"  sweep: tune stage {s['tune_stage_s']:.1f} s vs engine {s['engine_s']:.1f} s for "
+                     f"{s['trials']:.0f} trials (mean batch {s['mean_batch']:.1f}): overhead {s['sweep_overhead']:.0%}")
+    return lines

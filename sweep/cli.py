@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--sweep-studies", type=int, default=8, help="studies in the sweep-overhead run (0: skip)")
     bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     bench.add_argument("overrides", nargs="*", help="dotted key=value, e.g. model.quantization=none")
+    compare = commands.add_parser("compare", help="a table over run directories; paired figures for two")
+    compare.add_argument("dirs", type=Path, nargs="+")
     table = commands.add_parser("paper-table", help="the paper's table recomputed from the authors' CSVs")
     table.add_argument("--notebook-csvs", type=Path, required=True)
     table.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
@@ -50,6 +52,18 @@ def _paper_table(csv_dir: Path, as_json: bool) -> None:
     print(markdown_table({k: table[k] for k in ("baseline", "full", "segmented")}))
     print(f"\nOverlap recomputed = authors' recorded token_overlap (4 dp) on {table['overlap_agreement']:.1%} "
           "of best trials.")
+
+
+def _compare(dirs: list[Path]) -> None:
+    from analysis.compare import compare_table, paired_trials
+
+    print(compare_table(dirs))
+    if len(dirs) == 2:
+        paired = paired_trials(*dirs)
+        print(f"\nSame (prompt, method, trial) in both: {paired['trials']:.0f}; identical text "
+              f"{paired['same_text']:.0%}; objective change {paired['objective_change']:+.3f} per trial, "
+              f"{paired['best_objective_change']:+.3f} for the best; accuracy change {paired['accuracy_change']:+.1%} "
+              "(second minus first)")
 
 
 def _bench(cfg, args: argparse.Namespace) -> None:  # noqa: ANN001 - SweepConfig
@@ -72,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     try:
+        if args.command == "compare":
+            _compare(args.dirs)
+            return 0
         if args.command == "paper-table":
             _paper_table(args.notebook_csvs, args.json)
             return 0

@@ -92,16 +92,21 @@ class Replica:
         """(reference text, character where the gold answer starts) -> [layers, hidden] per item."""
         return await self._on_worker(lambda: [self.engine.span_means(text, start) for text, start in items])
 
-    async def configure_steering(self, settings: SteerSettings) -> None:
+    def _configure(self, settings: SteerSettings) -> None:
+        """Load the run's vectors and questions once (again after an actor restart, which loses them)."""
         run = RunDir(Path(settings.run_root))
         self._vectors = load_file(run.vectors)
         self._questions = {r["prompt_id"]: r["question"] for r in read_rows(run.table("references"))}
         self._settings = settings
 
-    async def steer(self, prompt_id: int, alpha: list[float], gamma: list[float]) -> SteeredOutput:
-        """One steered trial; it waits for a batch of trials to run together."""
-        if self._settings is None:
-            raise RuntimeError("configure_steering must be called before steer")
+    async def steer(self, settings: SteerSettings, prompt_id: int, alpha: list[float],
+                    gamma: list[float]) -> SteeredOutput:
+        """One steered trial; it waits for a batch of trials to run together. The (small) settings come
+        with every call so that a restarted replica can serve a retried call; the vectors do not."""
+        if settings != self._settings:
+            if self._batcher is not None and self._queue:
+                raise RuntimeError("a replica serves one sweep at a time")
+            await self._on_worker(self._configure, settings)
         if str(prompt_id) not in self._vectors:
             raise KeyError(f"no reference vector for prompt {prompt_id}")
         if self._batcher is None:

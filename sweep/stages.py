@@ -177,19 +177,18 @@ def tune_stage(session: Session) -> None:
     cfg, run = session.cfg, session.run
     selected = read_rows(run.table("prompts"))
     replicas = session.replicas
-    ray.get([r.configure_steering.remote(SteerSettings(
+    steer = SteerSettings(
         run_root=str(run.root.resolve()), max_new_tokens=cfg.generation.max_new_tokens,
         chat_template=cfg.prompt.chat_template, exclude_sink=cfg.steering.mean == "exclude_sink",
         cached=cfg.steering.cache, include_prompt=cfg.scoring.include_prompt,
         perplexity_window=cfg.scoring.perplexity_window, max_batch=cfg.cluster.max_batch,
-        batch_wait_s=cfg.cluster.batch_wait_s))
-        for r in replicas])
+        batch_wait_s=cfg.cluster.batch_wait_s)
     num_layers = ray.get(replicas[0].num_layers.remote())
     settings = StudySettings(
         trials=cfg.search.trials, seed=cfg.seed, alpha=(cfg.search.alpha_low, cfg.search.alpha_high),
         gamma=(cfg.search.gamma_low, cfg.search.gamma_high), num_layers=num_layers,
         segments=segment_bounds(num_layers, list(cfg.steering.segment_starts)),
-        answers={r["prompt_id"]: r["answer"] for r in selected}, call_timeout_s=cfg.cluster.call_timeout_s,
+        answers={r["prompt_id"]: r["answer"] for r in selected}, steer=steer, call_timeout_s=cfg.cluster.call_timeout_s,
         in_flight=cfg.search.in_flight)
     trainable = tune.with_resources(tune.with_parameters(run_study, settings=settings, replicas=replicas),
                                     {"cpu": cfg.cluster.trial_cpus})

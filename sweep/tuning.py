@@ -15,6 +15,7 @@ import ray
 from optuna.distributions import FloatDistribution
 from ray import tune
 
+from .replica import SteerSettings
 from .scoring import objective, token_overlap
 from .steering import SEGMENT_NAMES, layer_weights
 
@@ -32,6 +33,7 @@ class StudySettings:
     num_layers: int
     segments: list[tuple[int, int]]
     answers: dict[int, str]  # gold answer per prompt id, for overlap
+    steer: SteerSettings  # what the replicas need to run a trial
     call_timeout_s: float
     in_flight: int
 
@@ -85,7 +87,7 @@ def run_study(config: dict[str, Any], settings: StudySettings, replicas: list) -
             # A trial's slot is its place in the study's order; a trial re-asked after a restore keeps its slot.
             trial.set_user_attr("slot", trial.user_attrs.get("slot", completed(study) + len(pending)))
             alpha, gamma = layer_weights(trial.params, settings.num_layers, settings.segments)
-            pending[replica.steer.remote(prompt_id, alpha, gamma)] = trial
+            pending[replica.steer.remote(settings.steer, prompt_id, alpha, gamma)] = trial
         done, _ = ray.wait(list(pending), num_returns=1, timeout=settings.call_timeout_s)
         if not done:
             raise TimeoutError(f"no steered trial of prompt {prompt_id} came back in {settings.call_timeout_s} s")

@@ -43,12 +43,12 @@ def test_concurrent_trials_are_batched_and_match_the_engine_alone(tmp_path, ray_
     cfg = model_config(CONF, "tiny-random")
     run = tiny_run(tmp_path / "run", tiny_engine.num_layers, tiny_engine.model.config.hidden_size)
     replica = ray.remote(Replica).remote(cfg, locate(cfg, CONF), 0)
-    ray.get(replica.configure_steering.remote(SteerSettings(
+    settings = SteerSettings(
         run_root=str(run.root), max_new_tokens=12, chat_template=False, exclude_sink=False, cached=cached,
-        include_prompt=False, perplexity_window=512, max_batch=4, batch_wait_s=0.2)))
+        include_prompt=False, perplexity_window=512, max_batch=4, batch_wait_s=0.2)
     layers = tiny_engine.num_layers
     requests = [(i % len(QUESTIONS), [0.1 + 0.1 * i] * layers, [0.9 - 0.1 * i] * layers) for i in range(6)]
-    outputs = ray.get([replica.steer.remote(*r) for r in requests])
+    outputs = ray.get([replica.steer.remote(settings, *r) for r in requests])
     assert max(o.batch_size for o in outputs) > 1
     assert ray.get(replica.stats.remote())["trials"] == 6
     vectors = load_file(run.vectors)
@@ -64,11 +64,11 @@ def test_a_trial_for_an_unknown_prompt_fails_alone(tmp_path, ray_local, tiny_eng
     cfg = model_config(CONF, "tiny-random")
     run = tiny_run(tmp_path / "run", tiny_engine.num_layers, tiny_engine.model.config.hidden_size)
     replica = ray.remote(Replica).remote(cfg, locate(cfg, CONF), 0)
-    ray.get(replica.configure_steering.remote(SteerSettings(
+    settings = SteerSettings(
         run_root=str(run.root), max_new_tokens=4, chat_template=False, exclude_sink=False, cached=True,
-        include_prompt=False, perplexity_window=512, max_batch=4, batch_wait_s=0.05)))
+        include_prompt=False, perplexity_window=512, max_batch=4, batch_wait_s=0.05)
     layers = tiny_engine.num_layers
     with pytest.raises(ray.exceptions.RayTaskError, match="no reference vector for prompt 99"):
-        ray.get(replica.steer.remote(99, [0.5] * layers, [0.5] * layers))
-    assert ray.get(replica.steer.remote(0, [0.5] * layers, [0.5] * layers)).text is not None
+        ray.get(replica.steer.remote(settings, 99, [0.5] * layers, [0.5] * layers))
+    assert ray.get(replica.steer.remote(settings, 0, [0.5] * layers, [0.5] * layers)).text is not None
     ray.kill(replica)

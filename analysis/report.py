@@ -14,11 +14,14 @@ from .tables import markdown_table, summarise
 METHOD_ORDER = ("baseline", "full", "segmented")
 
 
-def write_report(run: RunDir, cfg: SweepConfig) -> dict[str, float]:
-    """Write report.md and plots; return the summary metrics (for the sweep's MLflow run)."""
+def _by_method(run: RunDir) -> dict[str, pd.DataFrame]:
     grades = pd.read_parquet(run.table("grades"))
-    methods = [m for m in METHOD_ORDER if m in set(grades["method"])]
-    by_method = {m: grades[grades["method"] == m] for m in methods}
+    return {m: grades[grades["method"] == m] for m in METHOD_ORDER if m in set(grades["method"])}
+
+
+def write_report(run: RunDir, cfg: SweepConfig) -> None:
+    """Write report.md and the plots from grades.parquet."""
+    by_method = _by_method(run)
     summaries = {m: summarise(g["overlap"].tolist(), g["judge_score"].tolist()) for m, g in by_method.items()}
     simpleqa = {m: simpleqa_metrics(g["grade"].tolist()) for m, g in by_method.items()}
     run.plots.mkdir(exist_ok=True)
@@ -28,13 +31,18 @@ def write_report(run: RunDir, cfg: SweepConfig) -> dict[str, float]:
                   run.plots / "accuracy.png")
     composite_boxes({m: g["composite"].tolist() for m, g in by_method.items()}, run.plots / "composite.png")
     write_text_atomic(run.report, _markdown(cfg, run, summaries, simpleqa))
+
+
+def summary_metrics(run: RunDir) -> dict[str, float]:
+    """Per method: accuracy, composite and overlap means, SimpleQA correct and F1 (the sweep run's metrics)."""
     metrics = {}
-    for method in methods:
-        metrics[f"{method}.accuracy"] = summaries[method].accuracy
-        metrics[f"{method}.composite_mean"] = summaries[method].composite_mean
-        metrics[f"{method}.overlap_mean"] = summaries[method].overlap_mean
-        metrics[f"{method}.simpleqa_correct"] = simpleqa[method].correct
-        metrics[f"{method}.simpleqa_f1"] = simpleqa[method].f1
+    for method, g in _by_method(run).items():
+        summary, simpleqa = summarise(g["overlap"].tolist(), g["judge_score"].tolist()), simpleqa_metrics(g["grade"].tolist())
+        metrics[f"{method}.accuracy"] = summary.accuracy
+        metrics[f"{method}.composite_mean"] = summary.composite_mean
+        metrics[f"{method}.overlap_mean"] = summary.overlap_mean
+        metrics[f"{method}.simpleqa_correct"] = simpleqa.correct
+        metrics[f"{method}.simpleqa_f1"] = simpleqa.f1
     return metrics
 
 

@@ -62,8 +62,10 @@ class Session:
 
     def _start_replicas(self, model_cfg, scorer=None) -> list:  # noqa: ANN001 - ModelConfig, (ModelConfig, Location)
         if not ray.is_initialized():
+            # A local cluster listens on loopback only; a given address joins an existing cluster.
+            local = {} if self.cfg.cluster.address else {"_node_ip_address": "127.0.0.1"}
             ray.init(address=self.cfg.cluster.address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+                     configure_logging=False, **local)
         cluster = self.cfg.cluster
         gpus = cluster.replica_gpus or replica_gpus(model_cfg.device, ray.cluster_resources().get("GPU", 0.0))
         actor = ray.remote(num_cpus=cluster.replica_cpus, num_gpus=gpus, max_restarts=3, max_task_retries=3)(Replica)
@@ -98,10 +100,14 @@ class Session:
                            template, judge_cfg.max_new_tokens)
 
     def close(self, ok: bool) -> None:
-        if self._tracker is not None:
-            self._tracker.close(ok)
-        if ray.is_initialized():
-            ray.shutdown()
+        try:
+            if self._tracker is not None:
+                self._tracker.close(ok)
+        except Exception as err:  # noqa: BLE001 - an unreachable tracker must not fail a finished command
+            log.warning("could not mark the MLflow run %s: %s", "finished" if ok else "failed", err)
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
 
 
 def replica_gpus(device: str, cluster_gpus: float) -> float:
@@ -214,7 +220,6 @@ def tune_stage(session: Session) -> None:
                   key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
     write_table(run.table("trials"), rows, SCHEMAS["trials"])
     write_table(run.table("best"), best_trials(rows), SCHEMAS["best"])
-    session.tracker.sync_trials(rows, cfg.search.trials)
 
 
 def best_trials(rows: Sequence[dict]) -> list[dict]:
@@ -228,28 +233,55 @@ def best_trials(rows: Sequence[dict]) -> list[dict]:
 
 
 def evaluate(session: Session) -> None:
-    """Grade the baseline and each method's best answer; log the final scores to each study's MLflow run."""
+    """Grade the baseline and each method's best answer."""
     cfg, run = session.cfg, session.run
-    best = read_rows(run.table("best"))
-    rows = grade_answers(answers(read_rows(run.table("prompts")), best), session.judge(), cfg.scoring.include_prompt)
+    rows = grade_answers(answers(read_rows(run.table("prompts")), read_rows(run.table("best"))),
+                         session.judge(), cfg.scoring.include_prompt)
     write_table(run.table("grades"), rows, SCHEMAS["grades"])
-    params = {(b["prompt_id"], b["method"]): {k: v for k, v in b.items()
-                                             if k.startswith(("alpha_", "gamma_")) and v is not None} for b in best}
-    for row in rows:
-        if row["method"] == "baseline":
-            continue
-        session.tracker.log_final(row["prompt_id"], row["method"], {
-            "final.composite": row["composite"], "final.judge_score": row["judge_score"],
-            "final.overlap": row["overlap"], "final.correct": float(row["grade"] == "CORRECT"),
-            "final.accurate": float(row["accurate"])}, params[(row["prompt_id"], row["method"])])
 
 
 def report(session: Session) -> None:
-    """report.md and plots from the Parquet files, logged as artifacts of the sweep's MLflow run."""
+    """report.md and plots from the Parquet files."""
     from analysis.report import write_report
 
-    summary = write_report(session.run, session.cfg)
-    session.tracker.log_summary(summary, [session.run.report, session.run.plots, session.run.config])
+    write_report(session.run, session.cfg)
+
+
+def sync_tracking(session: Session) -> None:
+    """Bring MLflow up to date with the run directory: every trial as a step, each study's final scores,
+    the summary and the report. Idempotent, so it runs after every command; Parquet is the source of truth,
+    and an unreachable tracking server only costs a warning (the next command catches up)."""
+    run, cfg = session.run, session.cfg
+    if not any(p.exists() for p in (run.table("trials"), run.table("grades"), run.report)):
+        return
+    try:
+        tracker = session.tracker
+        if run.table("trials").exists():
+            tracker.sync_trials(read_rows(run.table("trials")), cfg.search.trials)
+        if run.table("grades").exists():
+            best = {(b["prompt_id"], b["method"]): b for b in read_rows(run.table("best"))}
+            for row in read_rows(run.table("grades")):
+                if row["method"] != "baseline":
+                    tracker.log_final(row["prompt_id"], row["method"], final_metrics(row),
+                                      trial_params(best[(row["prompt_id"], row["method"])]))
+        if run.report.exists():
+            from analysis.report import summary_metrics
+
+            tracker.log_summary(summary_metrics(run), [run.report, run.plots, run.config])
+    except Exception as err:  # noqa: BLE001 - tracking must never cost the computed results
+        log.warning("MLflow at %s was not brought up to date (%s: %s). The Parquet files in %s are complete; "
+                    "rerun the same command when the tracking server is back to sync it.",
+                    session.tracking_uri, type(err).__name__, str(err).splitlines()[0][:300], run.root)
+
+
+def final_metrics(grade: dict) -> dict[str, float]:
+    return {"final.composite": grade["composite"], "final.judge_score": grade["judge_score"],
+            "final.overlap": grade["overlap"], "final.correct": float(grade["grade"] == "CORRECT"),
+            "final.accurate": float(grade["accurate"])}
+
+
+def trial_params(row: dict) -> dict[str, float]:
+    return {k: v for k, v in row.items() if k.startswith(("alpha_", "gamma_")) and v is not None}
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Session], None]] = {
@@ -283,4 +315,5 @@ def run_stages(cfg: SweepConfig, out: Path, stages: Sequence[str]) -> None:
             STAGE_FUNCTIONS[stage](session)
         ok = True
     finally:
+        sync_tracking(session)
         session.close(ok)

@@ -62,7 +62,7 @@ class Tracker:
     def log_config(self, params: Mapping[str, object]) -> None:
         existing = self.client.get_run(self.parent_id).data.params
         new = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
-        for start in range(0, len(new), 100):
+        for start in range(0, len(new), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.parent_id, params=new[start:start + 100])
 
     def child(self, prompt_id: int, method: str) -> str:
@@ -102,18 +102,23 @@ class Tracker:
             if n >= budget:
                 self.client.set_terminated(self.child(*parse_key(key)), "FINISHED")
 
-    def log_final(self, prompt_id: int, method: str, metrics: Mapping[str, float], params: Mapping[str, float]) -> None:
-        run_id = self.child(prompt_id, method)
+    def _log_once(self, run_id: str, metrics: Mapping[str, float], params: Mapping[str, object]) -> None:
+        """Metrics and params a run does not have yet (a rerun logs nothing twice)."""
+        data = self.client.get_run(run_id).data
         now = int(time.time() * 1000)
-        existing = self.client.get_run(run_id).data.params
         self.client.log_batch(
-            run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            params=[Param(f"best.{k}", str(v)) for k, v in params.items() if f"best.{k}" not in existing])
+            run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if k not in data.metrics],
+            params=[Param(k, str(v)) for k, v in params.items() if k not in data.params])
+
+    def log_final(self, prompt_id: int, method: str, metrics: Mapping[str, float], params: Mapping[str, float]) -> None:
+        self._log_once(self.child(prompt_id, method), metrics, {f"best.{k}": v for k, v in params.items()})
 
     def log_summary(self, metrics: Mapping[str, float], artifacts: Iterable[Path]) -> None:
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self._log_once(self.parent_id, metrics, {})
+        logged = {a.path for a in self.client.list_artifacts(self.parent_id)}
         for path in artifacts:
+            if path.name in logged:
+                continue
             if path.is_dir():
                 self.client.log_artifacts(self.parent_id, str(path), path.name)
             else:
@@ -131,15 +136,20 @@ class LiveTrialLogger(tune.Callback):
     def __init__(self, uri: str, experiment: str, sweep_id: str, run_name: str) -> None:
         self.args = (uri, experiment, sweep_id, run_name)
         self._tracker: Tracker | None = None
+        self._failed = False
 
     def __getstate__(self) -> dict:
-        return {"args": self.args, "_tracker": None}
+        return {"args": self.args, "_tracker": None, "_failed": False}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
+        if self._failed:
+            return
         try:
             if self._tracker is None:
                 self._tracker = Tracker(*self.args)
             self._tracker.log_trial(result)
         except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
-            log.warning("MLflow logging failed for %s trial %s (will sync from Parquet): %s",
-                        result.get("prompt_id"), result.get("trial"), err)
+            # Each failed call can wait through MLflow's retries: stop live logging, sync at the end instead.
+            self._failed = True
+            log.warning("MLflow live logging stopped at prompt %s trial %s (%s); the end of the command syncs "
+                        "from Parquet", result.get("prompt_id"), result.get("trial"), str(err).splitlines()[0][:300])

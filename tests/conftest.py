@@ -4,10 +4,18 @@ and small SimpleQA-format CSVs made here."""
 from __future__ import annotations
 
 import csv
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
+import requests
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -56,3 +64,100 @@ def tiny_engine(smollm2):
     from sweep.models import load, locate, model_config
     cfg = model_config(CONF, "tiny-random")
     return Engine(*load(cfg, locate(cfg, CONF)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 with a SQLite backend, which tests can stop and start again."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+             "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.uri}/health", timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        raise RuntimeError("mlflow server did not start within 90 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def sweep_command(out: Path, csv: Path, *overrides: str) -> list[str]:
+    """The smoke sweep on the tiny random model: orchestration tests need no real weights."""
+    return [sys.executable, "-m", "sweep.cli", "run", "--config", str(CONF / "smoke.yaml"), "--out", str(out),
+            "model.name=tiny-random", "model.quantization=none", f"data.csv={csv}",
+            "generation.max_new_tokens=24", *overrides]
+
+
+def start_sweep(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def finished_trials(out: Path) -> int:
+    """Optuna trials recorded in the studies' latest Tune checkpoints."""
+    total = 0
+    for study in (out / "tune" / "studies").glob("run_study_*"):
+        latest = sorted(study.glob("checkpoint_*/rows.json"))
+        if latest:
+            try:
+                total += len(json.loads(latest[-1].read_text()))
+            except (json.JSONDecodeError, FileNotFoundError):
+                pass  # being written or rotated right now
+    return total
+
+
+def wait_for_trials(proc: subprocess.Popen, out: Path, trials: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while finished_trials(out) < trials:
+        assert proc.poll() is None, f"the sweep ended before {trials} trials: {proc.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, f"fewer than {trials} trials after {timeout} s"
+        time.sleep(0.2)
+
+
+def kill_process_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a driver, then the Ray processes it started (recorded by PID first: they outlive it)."""
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(children, timeout=30)
+
+
+def finish_sweep(proc: subprocess.Popen, timeout: float = 600) -> str:
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-4000:]
+    return err

@@ -4,15 +4,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import requests
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
@@ -21,38 +17,6 @@ from sweep.rundir import SCHEMAS
 from conftest import CONF, REPO
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{uri}/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start within 90 s")
-        yield uri
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
 
 
 def fusion_steering(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -68,10 +32,10 @@ def smoke_run(tmp_path_factory, mlflow_server, smollm2):
     csv = write_simpleqa_csv(tmp / "simpleqa.csv", QUESTIONS)
     out = tmp / "run"
     args = ["run", "--config", str(CONF / "smoke.yaml"), "--out", str(out), "model.quantization=none",
-            f"data.csv={csv}", f"tracking.uri={mlflow_server}"]
+            f"data.csv={csv}", f"tracking.uri={mlflow_server.uri}"]
     first = fusion_steering(*args)
     assert first.returncode == 0, first.stderr[-4000:]
-    return out, args, mlflow_server
+    return out, args, mlflow_server.uri
 
 
 def test_every_stage_file_is_written_with_its_schema(smoke_run):

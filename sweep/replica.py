@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import ray
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
@@ -80,6 +81,10 @@ class Replica:
 
     async def num_layers(self) -> int:
         return self.engine.num_layers
+
+    async def node_id(self) -> str:
+        """The Ray node this replica runs on (for operators, and fault tests that remove its node)."""
+        return ray.get_runtime_context().get_node_id()
 
     async def generate(self, texts: list[str], max_new_tokens: int, chat_template: bool | None) -> list[str]:
         """Unsteered greedy continuations; chat_template=None uses the template where the tokenizer has one."""

@@ -27,6 +27,7 @@ from .tuning import StudySettings, checkpoint_rows, run_study, study_key
 log = logging.getLogger(__name__)
 STAGES = ("select", "enrich", "vectors", "tune", "evaluate", "report")
 BATCH = 8  # prompts per unsteered generation call
+NAMESPACE = "fusion-steering"  # one sweep per Ray cluster at a time (Tune supports one Tuner per cluster)
 
 
 class SweepError(RuntimeError):
@@ -60,18 +61,21 @@ class Session:
     def tracker_args(self) -> tuple[str, str, str, str]:
         return self.tracking_uri, self.cfg.tracking.experiment, fingerprint(self.cfg), self.run.root.name
 
-    def _start_replicas(self, model_cfg, scorer=None) -> list:  # noqa: ANN001 - ModelConfig, (ModelConfig, Location)
+    def _start_replicas(self, role: str, model_cfg, scorer=None) -> list:  # noqa: ANN001 - ModelConfig, (ModelConfig, Location)
+        """Named actors `{role}-{i}` in the `fusion-steering` namespace, so operators (and fault tests) can
+        find them; a restarted actor reloads its weights from the local cache."""
         if not ray.is_initialized():
             # A local cluster listens on loopback only; a given address joins an existing cluster.
             local = {} if self.cfg.cluster.address else {"_node_ip_address": "127.0.0.1"}
-            ray.init(address=self.cfg.cluster.address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False, **local)
+            ray.init(address=self.cfg.cluster.address, namespace=NAMESPACE, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False, **local)
         cluster = self.cfg.cluster
         gpus = cluster.replica_gpus or replica_gpus(model_cfg.device, ray.cluster_resources().get("GPU", 0.0))
         actor = ray.remote(num_cpus=cluster.replica_cpus, num_gpus=gpus, max_restarts=3, max_task_retries=3)(Replica)
         location = locate(model_cfg, self.conf_dir)
         threads = max(1, int(cluster.replica_cpus)) if cluster.num_replicas > 1 else 0
-        replicas = [actor.remote(model_cfg, location, threads, scorer) for _ in range(cluster.num_replicas)]
+        replicas = [actor.options(name=f"{role}-{i}").remote(model_cfg, location, threads, scorer)
+                    for i in range(cluster.num_replicas)]
         ray.get([r.num_layers.remote() for r in replicas])  # surface load errors here, not mid-sweep
         return replicas
 
@@ -82,7 +86,7 @@ class Session:
             if self.cfg.scoring.perplexity_model != "self":
                 scorer_cfg = model_config(self.conf_dir, self.cfg.scoring.perplexity_model)
                 scorer = (scorer_cfg, locate(scorer_cfg, self.conf_dir))
-            self._replicas = self._start_replicas(self.cfg.model, scorer)
+            self._replicas = self._start_replicas("replica", self.cfg.model, scorer)
         return self._replicas
 
     def judge(self) -> Judge:
@@ -92,7 +96,7 @@ class Session:
         model_cfg = model_config(self.conf_dir, judge_cfg.model, self.cfg.model.quantization)
         if self._judge_replicas is None:
             same = model_cfg.name == self.cfg.model.name
-            self._judge_replicas = self.replicas if same else self._start_replicas(model_cfg)
+            self._judge_replicas = self.replicas if same else self._start_replicas("judge", model_cfg)
         template = load_template(Path(judge_cfg.template_path)) if judge_cfg.template_path else RUBRIC_PROMPT
         replicas = self._judge_replicas
         return model_judge(f"local:{judge_cfg.model}",

@@ -45,3 +45,78 @@ def test_tracking_outage_mid_sweep_loses_nothing_and_mlflow_catches_up(tmp_path)
         assert "report.md" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     finally:
         server.stop()
+
+
+@pytest.fixture
+def ray_cluster():
+    """A multi-node Ray cluster on this machine; the sweep's driver joins it from a subprocess."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _connect(cluster) -> None:  # noqa: ANN001 - ray.cluster_utils.Cluster
+    import ray
+
+    ray.init(address=cluster.address, namespace="fusion-steering", log_to_driver=False)
+
+
+def _actor(name: str, timeout: float = 120):  # noqa: ANN202 - an actor handle
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ray.get_actor(name)
+        except ValueError:
+            assert time.monotonic() < deadline, f"no actor {name}"
+            time.sleep(0.5)
+
+
+def _complete(out) -> None:  # noqa: ANN001 - Path
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert trials.groupby(["prompt_id", "method"]).size().tolist() == [BUDGET] * 8
+    assert not trials.duplicated(["prompt_id", "method", "trial"]).any()
+    assert len(pd.read_parquet(out / "grades.parquet")) == 4 * 3
+
+
+def test_a_killed_replica_restarts_and_the_sweep_ends_without_errors(tmp_path, ray_cluster):
+    import ray
+
+    csv = write_simpleqa_csv(tmp_path / "simpleqa.csv", QUESTIONS)
+    out = tmp_path / "run"
+    driver = start_sweep(sweep_command(out, csv, f"search.trials={BUDGET}", f"cluster.address={ray_cluster.address}"))
+    _connect(ray_cluster)
+    wait_for_trials(driver, out, 6)
+    ray.kill(_actor("replica-0"), no_restart=False)
+    finish_sweep(driver)
+    _complete(out)
+    experiment = next((out / "tune" / "studies").glob("experiment_state-*.json")).read_text()
+    assert '"ERROR"' not in experiment
+
+
+def test_losing_a_worker_node_mid_sweep_still_completes(tmp_path, ray_cluster):
+    workers = [ray_cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(3)]
+    ray_cluster.wait_for_nodes()
+    csv = write_simpleqa_csv(tmp_path / "simpleqa.csv", QUESTIONS)
+    out = tmp_path / "run"
+    driver = start_sweep(sweep_command(
+        out, csv, f"search.trials={BUDGET}", f"cluster.address={ray_cluster.address}", "cluster.num_replicas=2",
+        "cluster.replica_gpus=1"))
+    _connect(ray_cluster)
+    import ray
+
+    wait_for_trials(driver, out, 6)
+    replica_node = ray.get(_actor("replica-0").node_id.remote())
+    doomed = next(w for w in workers if w.node_id == replica_node)
+    ray_cluster.remove_node(doomed, allow_graceful=False)
+    finish_sweep(driver)
+    _complete(out)

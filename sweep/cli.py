@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     except (*EXPECTED_ERRORS, ValueError) as err:
         print(f"fusion-steering: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a vanished directory: the atomic writes left earlier files intact
+        print(f"fusion-steering: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -71,6 +71,12 @@ def load_questions(path: Path, rows: int) -> list[Question]:
         raise DataError(f"cannot read {path}: {err.strerror}") from err
     if not records:
         raise DataError(f"{path} has no data rows")
+    first_row: dict[str, int] = {}
+    for q in records:
+        if q.question in first_row:
+            raise DataError(f"{path} rows {first_row[q.question]} and {q.prompt_id} hold the same question: "
+                            f"{q.question[:80]!r}")
+        first_row[q.question] = q.prompt_id
     return records
 
 

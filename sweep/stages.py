@@ -141,6 +141,7 @@ def select(session: Session) -> None:
     """
     cfg, run = session.cfg, session.run
     questions = load_questions(locate_csv(cfg.data), cfg.data.rows)
+    check_context(session, [prompts.steered(q.question) for q in questions])
     texts = _generate(session, [prompts.baseline(q.question) for q in questions])
     grades = session.judge().grade([Item(q.question, q.answer, t) for q, t in zip(questions, texts)])
     rows = [{"prompt_id": q.prompt_id, "question": q.question, "answer": q.answer, "topic": q.topic,
@@ -152,6 +153,26 @@ def select(session: Session) -> None:
                          f"{len(questions)} rows ({counts}): nothing to steer; raise data.rows")
     write_table(run.table("prompts"), rows, SCHEMAS["prompts"])
     log.info("select: kept %d of %d rows; baseline grades %s", len(rows), len(questions), counts)
+
+
+def check_context(session: Session, texts: list[str]) -> None:
+    """Refuse, before any generation, a prompt that with its new tokens would not fit the model's context."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    cfg = session.cfg
+    location = locate(cfg.model, session.conf_dir)
+    tokenizer = AutoTokenizer.from_pretrained(location.tokenizer)
+    if cfg.model.source == "random":
+        context = cfg.model.architecture.get("max_position_embeddings", 2048)
+    else:
+        context = getattr(AutoConfig.from_pretrained(location.weights), "max_position_embeddings", None)
+    if not context:
+        return
+    for text in texts:
+        length = len(tokenizer(text).input_ids) + cfg.generation.max_new_tokens + 32  # + chat template
+        if length > context:
+            raise SweepError(f"question too long for {cfg.model.name}: {length} tokens with the prompt template "
+                             f"and {cfg.generation.max_new_tokens} new tokens, context {context}: {text[:80]!r}")
 
 
 def enrich(session: Session) -> None:
@@ -186,6 +207,7 @@ def tune_stage(session: Session) -> None:
 
     cfg, run = session.cfg, session.run
     selected = read_rows(run.table("prompts"))
+    check_vectors(run, [r["prompt_id"] for r in selected])
     replicas = session.replicas
     steer = SteerSettings(
         run_root=str(run.root.resolve()), max_new_tokens=cfg.generation.max_new_tokens,
@@ -224,6 +246,22 @@ def tune_stage(session: Session) -> None:
                   key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
     write_table(run.table("trials"), rows, SCHEMAS["trials"])
     write_table(run.table("best"), best_trials(rows), SCHEMAS["best"])
+
+
+def check_vectors(run: RunDir, prompt_ids: list[int]) -> None:
+    """vectors.safetensors must load and hold one [layers, hidden] tensor per prompt, before any trial runs."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        vectors = load_file(str(run.vectors))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SweepError(f"{run.vectors} is unreadable ({err}); delete it and rerun the vectors stage") from err
+    missing = [p for p in prompt_ids if str(p) not in vectors]
+    shapes = {tuple(v.shape) for v in vectors.values()}
+    if missing or len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise SweepError(f"{run.vectors} does not match prompts.parquet (missing prompts {missing[:10]}, shapes "
+                         f"{sorted(shapes)[:3]}); delete it and rerun the vectors stage")
 
 
 def best_trials(rows: Sequence[dict]) -> list[dict]:

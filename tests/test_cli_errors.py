@@ -58,3 +58,59 @@ def test_paper_table_json_has_the_documented_keys(capsys):
     assert round(100 * table["segmented"]["accuracy"], 1) == 25.4
     assert {"accuracy", "overlap_ge_05", "judge_ge_4", "composite_mean", "overlap_mean"} <= set(table["full"])
     assert table["overlap_agreement"] >= 0.99
+
+
+def test_a_question_longer_than_the_context_is_refused_before_generation(tmp_path: Path, capsys):
+    from conftest import write_simpleqa_csv
+    csv = write_simpleqa_csv(tmp_path / "long.csv", [("word " * 3000 + "?", "x", "t", "Other")])
+    code, err = run_cli(capsys, "select", "--config", str(CONF / "smoke.yaml"), "--out", str(tmp_path / "r"),
+                        "model.name=tiny-random", "model.quantization=none", f"data.csv={csv}")
+    assert code == 2
+    assert "question too long for tiny-random" in err and "context 2048" in err
+    assert not (tmp_path / "r" / "prompts.parquet").exists()
+
+
+def test_a_corrupted_vectors_file_is_named_and_left_for_the_user(tmp_path: Path, capsys):
+    from sweep.config import compose
+    from sweep.rundir import SCHEMAS, RunDir, write_table
+
+    run = RunDir(tmp_path / "r")
+    overrides = ["model.name=tiny-random", "model.quantization=none"]
+    run.prepare(compose(CONF / "smoke.yaml", overrides))
+    write_table(run.table("prompts"), [{"prompt_id": 0, "question": "q", "answer": "a", "topic": "", "answer_type": "",
+                                        "baseline_text": "", "baseline_grade": "INCORRECT"}], SCHEMAS["prompts"])
+    write_table(run.table("references"), [{"prompt_id": 0, "question": "q", "answer": "a", "explanation": "",
+                                           "explanation_source": "empty", "reference_text": "q a"}],
+                SCHEMAS["references"])
+    run.vectors.write_bytes(b"\x00garbage")
+    code, err = run_cli(capsys, "tune", "--config", str(CONF / "smoke.yaml"), "--out", str(run.root), *overrides)
+    assert code == 2
+    assert "vectors.safetensors is unreadable" in err and "rerun the vectors stage" in err
+    assert run.vectors.read_bytes() == b"\x00garbage"
+    assert not run.table("trials").exists()
+
+
+def test_a_full_disk_leaves_the_previous_file_whole(tmp_path: Path, monkeypatch):
+    """A real full disk cannot be made here without mounting a filesystem, so the Parquet writer is made to
+    fail with ENOSPC halfway through its file (a stand-in, said so): the old file must survive untouched."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    from sweep.rundir import SCHEMAS, write_table
+
+    path = tmp_path / "prompts.parquet"
+    rows = [{"prompt_id": 1, "question": "q", "answer": "a", "topic": "", "answer_type": "", "baseline_text": "",
+             "baseline_grade": "INCORRECT"}]
+    write_table(path, rows, SCHEMAS["prompts"])
+    before = path.read_bytes()
+
+    def full_disk(table, where, **kwargs):
+        Path(where).write_bytes(b"PAR1 half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(where))
+
+    monkeypatch.setattr(pq, "write_table", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_table(path, rows * 2, SCHEMAS["prompts"])
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.parquet"]

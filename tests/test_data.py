@@ -54,3 +54,9 @@ def test_helper_writes_what_the_loader_reads(tmp_path: Path):
     path = write_simpleqa_csv(tmp_path / "x.csv", [("Q, with comma?", 'A "quoted"', "t", "Other")])
     (question,) = load_questions(path, 1)
     assert (question.question, question.answer) == ("Q, with comma?", 'A "quoted"')
+
+
+def test_duplicate_questions_are_refused(tmp_path: Path):
+    path = write_simpleqa_csv(tmp_path / "dup.csv", [QUESTIONS[0], QUESTIONS[1], QUESTIONS[0]])
+    with pytest.raises(DataError, match="rows 0 and 2 hold the same question"):
+        load_questions(path, 10)

@@ -117,6 +117,17 @@ def time_engine(engine: Engine, trials: list[Trial], new_tokens: int, batch: int
     return {**_rates(len(trials), new_tokens, _timed(run, engine.device), engine.device), "batch": batch}
 
 
+def batch_agreement(engine: Engine, trials: list[Trial], new_tokens: int) -> float:
+    """Share of trials whose faithful greedy text is the same batched together as run alone. 1.0 for
+    unquantized weights; bitsandbytes kernels are not batch-invariant, so 8-bit and 4-bit runs fall below."""
+    def steer(chunk: list[Trial]):  # noqa: ANN202 - a Steer
+        return steer_rows(torch.stack([t.vectors for t in chunk]), [(t.alpha, t.gamma) for t in chunk],
+                          exclude_sink=True, cached=False)
+    together = engine.generate([t.prompt for t in trials], new_tokens, steer=steer(trials))
+    alone = [engine.generate([t.prompt], new_tokens, steer=steer([t]))[0] for t in trials]
+    return sum(a == b for a, b in zip(together, alone)) / len(trials)
+
+
 def _rates(trials: int, new_tokens: int, seconds: float, device: torch.device) -> dict[str, float]:
     return {"trials_per_s": trials / seconds, "tokens_per_s": trials * new_tokens / seconds, "seconds": seconds,
             "peak_memory_mb": peak_memory_mb(device)}
@@ -173,6 +184,7 @@ def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, batch_sizes: lis
     paper = time_paper_loop(engine, work[:paper_trials], new_tokens)
     faithful = [time_engine(engine, work, new_tokens, b, cached=False) for b in batch_sizes]
     cached = [time_engine(engine, work, new_tokens, b, cached=True) for b in batch_sizes]
+    agreement = batch_agreement(engine, work[:8], min(new_tokens, 32))
     best_faithful = max(faithful, key=lambda r: r["trials_per_s"])
     best_cached = max(cached, key=lambda r: r["trials_per_s"])
     result: dict[str, Any] = {
@@ -185,6 +197,7 @@ def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, batch_sizes: lis
         "speedup_faithful": best_faithful["trials_per_s"] / paper["trials_per_s"],
         "speedup_cached": best_cached["trials_per_s"] / paper["trials_per_s"],
         "mfu_cached": best_cached["tokens_per_s"] * flops_per_token(engine) / peak,
+        "batch_agreement": agreement,
     }
     if sweep_studies:
         del engine
@@ -202,7 +215,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"  {name:<10} {r['trials_per_s']:8.3f} trials/s {r['tokens_per_s']:9.1f} tokens/s"
                      f"  peak memory {r['peak_memory_mb']:.0f} MB{batch}")
     lines.append(f"  speedup faithful {result['speedup_faithful']:.1f}x, cached {result['speedup_cached']:.1f}x; "
-                 f"cached MFU {result['mfu_cached']:.1%}")
+                 f"cached MFU {result['mfu_cached']:.1%}; batched = alone for {result['batch_agreement']:.0%} of trials")
     if "sweep" in result:
         s = result["sweep"]
         lines.append(f"  sweep: tune stage {s['tune_stage_s']:.1f} s vs engine {s['engine_s']:.1f} s for "

@@ -90,6 +90,13 @@ class JudgeConfig:
     model: str = "smollm2-135m"
     template_path: str | None = None
     max_new_tokens: int = 8
+    # "http": an OpenAI-compatible chat-completions server at base_url (e.g. http://127.0.0.1:8000/v1).
+    base_url: str | None = None
+    # The NAME of the environment variable holding the API key, never the key itself.
+    api_key_env: str | None = None
+    concurrency: int = 4
+    timeout_s: float = 60.0
+    retries: int = 3
 
 
 @dataclass
@@ -134,7 +141,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.quantization": ("8bit", "4bit", "none"),
     "model.device": ("auto", "cpu", "cuda"),
     "steering.mean": ("all", "exclude_sink"),
-    "judge.kind": ("exact", "local"),
+    "judge.kind": ("exact", "local", "http"),
 }
 METHODS = ("full", "segmented")
 # Keys that change how a sweep runs, not what it computes: a run directory may be resumed with other values.
@@ -216,6 +223,10 @@ def validate(cfg: SweepConfig) -> None:
         value = as_dict[section][leaf]  # type: ignore[index]
         if value not in choices:
             raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")
+    if cfg.judge.kind == "http" and not cfg.judge.base_url:
+        raise ConfigError("judge.kind=http needs judge.base_url (an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1)")
+    if cfg.judge.concurrency < 1:
+        raise ConfigError(f"judge.concurrency={cfg.judge.concurrency} must be at least 1")
     grades = ("CORRECT", "INCORRECT", "NOT_ATTEMPTED")
     if not cfg.data.keep_grades or any(g not in grades for g in cfg.data.keep_grades):
         raise ConfigError(f"data.keep_grades={cfg.data.keep_grades} is not valid; choose from: {', '.join(grades)}")

@@ -6,7 +6,7 @@ import inspect
 import math
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .models import decoder_layers
@@ -25,13 +25,17 @@ class Engine:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.layers = decoder_layers(model)
         self.device = next(model.parameters()).device
         eos = model.generation_config.eos_token_id
         eos = tokenizer.eos_token_id if eos is None else eos
         self.eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=self.device)
         # transformers renamed `past_key_values` to `cache` (5.2x); accept both spellings.
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The decoder layers; a model used only to score perplexity (e.g. GPT-2) need not have them."""
+        return decoder_layers(self.model)
 
     @property
     def num_layers(self) -> int:

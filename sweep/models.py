@@ -142,7 +142,6 @@ def load(cfg: ModelConfig, location: Location) -> tuple[PreTrainedModel, PreTrai
     if cfg.quantization == "none":
         model.to(device)
     model.eval()
-    decoder_layers(model, cfg.name)
     tokenizer = AutoTokenizer.from_pretrained(location.tokenizer, trust_remote_code=cfg.trust_remote_code)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

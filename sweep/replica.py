@@ -18,7 +18,7 @@ from torch import Tensor
 from . import prompts
 from .config import ModelConfig
 from .engine import Engine
-from .models import Location, load
+from .models import Location, decoder_layers, load
 from .rundir import RunDir, read_rows
 from .scoring import scored_text
 from .steering import steer_rows
@@ -65,6 +65,7 @@ class Replica:
         if threads > 0:
             torch.set_num_threads(threads)
         self.engine = Engine(*load(model_cfg, location))
+        decoder_layers(self.engine.model, model_cfg.name)  # refuse a model that cannot be steered at start
         self.scorer = Engine(*load(*scorer)) if scorer else self.engine
         self._worker = ThreadPoolExecutor(max_workers=1)
         self._settings: SteerSettings | None = None

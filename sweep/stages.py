@@ -16,6 +16,7 @@ from . import prompts
 from .config import SweepConfig, fingerprint, flatten
 from .data import load_questions, locate_csv
 from .evaluate import answers, grade_answers
+from .http_judge import http_judge
 from .judges import RUBRIC_PROMPT, Item, Judge, exact_judge, load_template, model_judge
 from .models import locate, model_config
 from .replica import Replica, SteerSettings
@@ -93,11 +94,15 @@ class Session:
         judge_cfg = self.cfg.judge
         if judge_cfg.kind == "exact":
             return exact_judge()
+        template = load_template(Path(judge_cfg.template_path)) if judge_cfg.template_path else RUBRIC_PROMPT
+        if judge_cfg.kind == "http":
+            return http_judge(judge_cfg.base_url, judge_cfg.model, judge_cfg.api_key_env,
+                              self.run.root / "judge_cache.sqlite", template, judge_cfg.max_new_tokens,
+                              judge_cfg.concurrency, judge_cfg.timeout_s, judge_cfg.retries)
         model_cfg = model_config(self.conf_dir, judge_cfg.model, self.cfg.model.quantization)
         if self._judge_replicas is None:
             same = model_cfg.name == self.cfg.model.name
             self._judge_replicas = self.replicas if same else self._start_replicas("judge", model_cfg)
-        template = load_template(Path(judge_cfg.template_path)) if judge_cfg.template_path else RUBRIC_PROMPT
         replicas = self._judge_replicas
         return model_judge(f"local:{judge_cfg.model}",
                            lambda texts, n: fan_out(replicas, "generate", texts, n, None),

@@ -8,6 +8,8 @@ Parquet is the source of truth; `sync_trials` brings MLflow up to date from it.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -129,27 +131,41 @@ class Tracker:
 
 
 class LiveTrialLogger(tune.Callback):
-    """Logs each reported Optuna trial to MLflow as it happens; a tracking outage only warns (Parquet is
-    the record, and `Tracker.sync_trials` catches up at the end). Tune pickles its callbacks with the
-    experiment, so this holds only the tracker's arguments and opens its own client."""
+    """Logs each reported Optuna trial to MLflow as it happens, from a background thread so that Tune's
+    driver loop never waits on the tracking store. A tracking outage only warns: Parquet is the record, and
+    `sync_tracking` catches up at the end of the command. Tune pickles its callbacks with the experiment, so
+    this holds only the tracker's arguments; the thread and its queue are made on first use."""
 
     def __init__(self, uri: str, experiment: str, sweep_id: str, run_name: str) -> None:
         self.args = (uri, experiment, sweep_id, run_name)
-        self._tracker: Tracker | None = None
-        self._failed = False
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
 
     def __getstate__(self) -> dict:
-        return {"args": self.args, "_tracker": None, "_failed": False}
+        return {"args": self.args, "_queue": None, "_thread": None}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
-        if self._failed:
-            return
-        try:
-            if self._tracker is None:
-                self._tracker = Tracker(*self.args)
-            self._tracker.log_trial(result)
-        except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
-            # Each failed call can wait through MLflow's retries: stop live logging, sync at the end instead.
-            self._failed = True
-            log.warning("MLflow live logging stopped at prompt %s trial %s (%s); the end of the command syncs "
-                        "from Parquet", result.get("prompt_id"), result.get("trial"), str(err).splitlines()[0][:300])
+        if self._thread is None:
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._drain, name="mlflow-live", daemon=True)
+            self._thread.start()
+        self._queue.put(dict(result))
+
+    def on_experiment_end(self, trials, **info) -> None:  # noqa: ANN001 - Tune's signature
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=120)
+
+    def _drain(self) -> None:
+        tracker: Tracker | None = None
+        failed = False
+        while (row := self._queue.get()) is not None:
+            if failed:
+                continue  # each failed call can wait through MLflow's retries; the final sync catches up
+            try:
+                tracker = tracker or Tracker(*self.args)
+                tracker.log_trial(row)
+            except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
+                failed = True
+                log.warning("MLflow live logging stopped at prompt %s trial %s (%s); the end of the command "
+                            "syncs from Parquet", row.get("prompt_id"), row.get("trial"), str(err).splitlines()[0][:300])

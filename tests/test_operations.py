@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from conftest import (QUESTIONS, MlflowServer, finish_sweep, start_sweep, sweep_command, wait_for_trials,
                       write_simpleqa_csv)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 BUDGET = 4
 
 

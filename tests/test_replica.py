@@ -38,14 +38,19 @@ def tiny_run(root: Path, layers: int, hidden: int) -> RunDir:
     return run
 
 
+def start_replica(root: Path, engine, cached: bool, new_tokens: int, wait_s: float):  # noqa: ANN001, ANN201
+    """A tiny-model replica actor and the settings of a run directory made under `root`."""
+    cfg = model_config(CONF, "tiny-random")
+    run = tiny_run(root, engine.num_layers, engine.model.config.hidden_size)
+    settings = SteerSettings(
+        run_root=str(run.root), max_new_tokens=new_tokens, chat_template=False, exclude_sink=False, cached=cached,
+        include_prompt=False, perplexity_window=512, max_batch=4, batch_wait_s=wait_s)
+    return ray.remote(Replica).remote(cfg, locate(cfg, CONF), 0), settings, run
+
+
 @pytest.mark.parametrize("cached", [False, True])
 def test_concurrent_trials_are_batched_and_match_the_engine_alone(tmp_path, ray_local, tiny_engine, cached):
-    cfg = model_config(CONF, "tiny-random")
-    run = tiny_run(tmp_path / "run", tiny_engine.num_layers, tiny_engine.model.config.hidden_size)
-    replica = ray.remote(Replica).remote(cfg, locate(cfg, CONF), 0)
-    settings = SteerSettings(
-        run_root=str(run.root), max_new_tokens=12, chat_template=False, exclude_sink=False, cached=cached,
-        include_prompt=False, perplexity_window=512, max_batch=4, batch_wait_s=0.2)
+    replica, settings, run = start_replica(tmp_path / "run", tiny_engine, cached, new_tokens=12, wait_s=0.2)
     layers = tiny_engine.num_layers
     requests = [(i % len(QUESTIONS), [0.1 + 0.1 * i] * layers, [0.9 - 0.1 * i] * layers) for i in range(6)]
     outputs = ray.get([replica.steer.remote(settings, *r) for r in requests])
@@ -61,12 +66,7 @@ def test_concurrent_trials_are_batched_and_match_the_engine_alone(tmp_path, ray_
 
 
 def test_a_trial_for_an_unknown_prompt_fails_alone(tmp_path, ray_local, tiny_engine):
-    cfg = model_config(CONF, "tiny-random")
-    run = tiny_run(tmp_path / "run", tiny_engine.num_layers, tiny_engine.model.config.hidden_size)
-    replica = ray.remote(Replica).remote(cfg, locate(cfg, CONF), 0)
-    settings = SteerSettings(
-        run_root=str(run.root), max_new_tokens=4, chat_template=False, exclude_sink=False, cached=True,
-        include_prompt=False, perplexity_window=512, max_batch=4, batch_wait_s=0.05)
+    replica, settings, _ = start_replica(tmp_path / "run", tiny_engine, cached=True, new_tokens=4, wait_s=0.05)
     layers = tiny_engine.num_layers
     with pytest.raises(ray.exceptions.RayTaskError, match="no reference vector for prompt 99"):
         ray.get(replica.steer.remote(settings, 99, [0.5] * layers, [0.5] * layers))

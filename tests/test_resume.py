@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from conftest import (QUESTIONS, finish_sweep, kill_process_tree, start_sweep, sweep_command, wait_for_trials,
                       write_simpleqa_csv)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 BUDGET, PROMPTS = 4, 4
 STUDIES = PROMPTS * 2
 

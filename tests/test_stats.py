@@ -1,0 +1,145 @@
+"""Tests for analysis.stats: hand-computed McNemar p-values, bootstrap intervals on known samples,
+paired bootstrap on known shifts, per-method intervals and input validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.stats import Interval, bootstrap_interval, mcnemar, method_intervals, paired_bootstrap
+from analysis.tables import summarise
+
+
+def test_mcnemar_hand_case() -> None:
+    # 1 prompt where only b is right (b01), 9 where only a is right (b10), 5 where both agree.
+    # Exact two-sided p = 2 * sum_{k<=1} C(10, k) / 2^10 = 2 * (1 + 10) / 1024 = 22/1024 ≈ 0.02148.
+    a = [False] * 1 + [True] * 9 + [True] * 3 + [False] * 2
+    b = [True] * 1 + [False] * 9 + [True] * 3 + [False] * 2
+    result = mcnemar(a, b)
+    assert (result.b01, result.b10) == (1, 9)
+    assert result.p_value == pytest.approx(22 / 1024, abs=1e-12)
+    assert mcnemar(b, a).p_value == pytest.approx(22 / 1024, abs=1e-12)  # symmetric in the two methods
+
+
+def test_mcnemar_balanced_and_no_discordant() -> None:
+    # b01 = b10 = 3: 2 * sum_{k<=3} C(6, k) / 64 = 2 * 42 / 64 > 1, clipped to 1.
+    a = [True] * 3 + [False] * 3
+    b = [False] * 3 + [True] * 3
+    assert mcnemar(a, b).p_value == 1.0
+    # Identical outcomes: no discordant pairs, no evidence either way.
+    same = mcnemar([True, False, True], [True, False, True])
+    assert (same.b01, same.b10, same.p_value) == (0, 0, 1.0)
+    assert mcnemar([], []).p_value == 1.0
+
+
+def test_mcnemar_lengths_must_match() -> None:
+    with pytest.raises(ValueError, match="equal lengths"):
+        mcnemar([True, False], [True])
+
+
+def test_bootstrap_constant_sample_is_zero_width() -> None:
+    interval = bootstrap_interval([0.35] * 20)
+    assert interval.estimate == interval.low == interval.high == pytest.approx(0.35)
+    single = bootstrap_interval([0.7])
+    assert (single.estimate, single.low, single.high) == (0.7, 0.7, 0.7)
+
+
+def test_bootstrap_half_ones() -> None:
+    # 50 ones in 100: estimate 0.5, standard error sqrt(0.5 * 0.5 / 100) = 0.05, so a 95% interval is
+    # about 0.5 ± 1.96 * 0.05 = [0.402, 0.598], width ≈ 0.196.
+    interval = bootstrap_interval([1.0] * 50 + [0.0] * 50, seed=1)
+    assert interval.estimate == 0.5
+    assert interval.low < 0.5 < interval.high
+    assert 0.15 < interval.high - interval.low < 0.25
+
+
+def test_bootstrap_is_seeded() -> None:
+    values = list(np.random.default_rng(7).random(60))
+    assert bootstrap_interval(values, seed=3) == bootstrap_interval(values, seed=3)
+    assert bootstrap_interval(values, seed=3) != bootstrap_interval(values, seed=4)
+
+
+def test_bootstrap_other_statistic_and_chunking() -> None:
+    # Median via statistic=np.median; 5000 values force several index chunks (1e6 cells / 5000 = 200 rows).
+    values = list(np.random.default_rng(0).normal(size=5000))
+    interval = bootstrap_interval(values, statistic=np.median, resamples=450)
+    assert interval.estimate == pytest.approx(float(np.median(values)))
+    assert interval.low < interval.estimate < interval.high
+
+
+def test_bootstrap_validation() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_interval([])
+    with pytest.raises(ValueError, match="resamples"):
+        bootstrap_interval([1.0, 2.0], resamples=0)
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_interval([1.0, 2.0], level=1.0)
+
+
+def test_paired_bootstrap_shift() -> None:
+    a = list(np.random.default_rng(5).random(40))
+    b = [x + 0.1 for x in a]
+    result = paired_bootstrap(a, b)
+    # Every per-prompt difference is 0.1 (up to rounding), so every resampled mean is 0.1 > 0.
+    assert result.difference == pytest.approx(0.1)
+    assert result.interval.low == pytest.approx(0.1) and result.interval.high == pytest.approx(0.1)
+    assert result.p_value < 0.01
+
+
+def test_paired_bootstrap_identical() -> None:
+    # All differences 0: both shares (<= 0 and >= 0) are 1, 2 * 1 = 2, clipped to 1.
+    a = [0.2, 0.5, 0.9, 0.4]
+    result = paired_bootstrap(a, a)
+    assert result.difference == 0.0
+    assert result.p_value == 1.0
+
+
+def test_paired_bootstrap_noisy_no_effect_and_validation() -> None:
+    rng = np.random.default_rng(11)
+    a, b = list(rng.random(200)), list(rng.random(200))
+    result = paired_bootstrap(a, b, seed=2)
+    assert result.interval.low < result.difference < result.interval.high
+    assert 0.0 <= result.p_value <= 1.0
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_bootstrap([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="non-empty"):
+        paired_bootstrap([], [])
+
+
+# Same five prompts as tests/test_paper_table.py: accuracy 4/5, overlap >= 0.5 2/5, judge >= 4 3/5,
+# composite mean 0.539, overlap mean 0.438; grades CORRECT 2/5.
+HAND_OVERLAP = [1.0, 0.5, 0.2, 0.0, 0.49]
+HAND_SCORE = [1, 4, 5, 2, 4]
+HAND_GRADES = ["CORRECT", "INCORRECT", "CORRECT", "NOT_ATTEMPTED", "INCORRECT"]
+
+
+def test_method_intervals_estimates_are_the_plain_rates() -> None:
+    intervals = method_intervals(HAND_OVERLAP, HAND_SCORE, HAND_GRADES, seed=0)
+    summary = summarise(HAND_OVERLAP, HAND_SCORE)
+    expected = {
+        "accuracy": summary.accuracy,
+        "overlap_ge_05": summary.overlap_ge_05,
+        "judge_ge_4": summary.judge_ge_4,
+        "composite_mean": summary.composite_mean,
+        "overlap_mean": summary.overlap_mean,
+        "simpleqa_correct": 2 / 5,
+    }
+    assert set(intervals) == set(expected)
+    for name, value in expected.items():
+        assert intervals[name].estimate == pytest.approx(value), name
+        assert intervals[name].low <= intervals[name].estimate <= intervals[name].high, name
+    assert expected["accuracy"] == pytest.approx(0.8) and expected["composite_mean"] == pytest.approx(0.539)
+
+
+def test_method_intervals_validation() -> None:
+    with pytest.raises(ValueError, match="equally many"):
+        method_intervals(HAND_OVERLAP, HAND_SCORE[:4], HAND_GRADES, seed=0)
+    with pytest.raises(ValueError, match="equally many"):
+        method_intervals([], [], [], seed=0)
+    with pytest.raises(ValueError, match="unknown SimpleQA grades"):
+        method_intervals(HAND_OVERLAP, HAND_SCORE, HAND_GRADES[:4] + ["MAYBE"], seed=0)
+
+
+def test_interval_format() -> None:
+    assert Interval(0.162, 0.12, 0.208).fmt(percent=True) == "16.2% [12.0, 20.8]"
+    assert Interval(0.35, 0.31, 0.39).fmt(percent=False) == "0.35 [0.31, 0.39]"

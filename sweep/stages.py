@@ -314,7 +314,7 @@ def sync_tracking(session: Session) -> None:
         if run.report.exists():
             from analysis.report import summary_metrics
 
-            tracker.log_summary(summary_metrics(run), [run.report, run.plots, run.config])
+            tracker.log_summary(summary_metrics(run), [run.report, run.root / "report.html", run.plots, run.config])
     except Exception as err:  # noqa: BLE001 - tracking must never cost the computed results
         log.warning("MLflow at %s was not brought up to date (%s: %s). The Parquet files in %s are complete; "
                     "rerun the same command when the tracking server is back to sync it.",

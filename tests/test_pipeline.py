@@ -51,8 +51,15 @@ def test_every_stage_file_is_written_with_its_schema(smoke_run):
     assert sorted(vectors) == sorted(str(p["prompt_id"]) for p in prompts)
     assert {tuple(v.shape) for v in vectors.values()} == {(30, 576)}
     assert (out / "config.yaml").read_text().count("quantization: none") == 1
-    assert "| composite >= 0.6 |" in (out / "report.md").read_text()
-    assert (out / "plots" / "accuracy.png").stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "| composite >= 0.6 |" in report and "## Paired comparisons" in report and "Oracle set-up" in report
+    grades = pq.read_table(out / "grades.parquet").to_pandas()
+    for method in ("baseline", "full", "segmented"):  # the report's numbers come from grades.parquet
+        assert f"{grades[grades['method'] == method]['composite'].mean():.2f} [" in report
+    for plot in ("accuracy", "composite", "judge_scores", "best_weights", "objective_by_trial"):
+        assert (out / "plots" / f"{plot}.png").stat().st_size > 1000
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5 and "<table>" in html
 
 
 def test_each_study_ran_exactly_its_budget_and_best_is_its_maximum(smoke_run):
@@ -90,7 +97,7 @@ def test_mlflow_has_one_parent_and_one_child_per_study_with_a_step_per_trial(smo
         assert sorted(steps) == [0, 1]
         assert {"final.composite", "final.judge_score", "overlap", "perplexity"} <= set(child.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert {"report.md", "config.yaml", "plots"} <= artifacts
+    assert {"report.md", "report.html", "config.yaml", "plots"} <= artifacts
 
 
 def test_rerunning_a_finished_sweep_is_a_no_op(smoke_run):

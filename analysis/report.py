@@ -87,6 +87,13 @@ def _markdown(cfg: SweepConfig, run: RunDir, by_method: dict[str, pd.DataFrame],
     for a, b in (("baseline", "full"), ("baseline", "segmented"), ("full", "segmented")):
         if a in by_method and b in by_method:
             lines.append(_paired_row(by_method[a], by_method[b], a, b, cfg.seed))
+    lines += ["", "Overlap both ways (the composite uses "
+              f"{'prompt + continuation' if cfg.scoring.include_prompt else 'the continuation'}):", "",
+              "| overlap | " + " | ".join(by_method) + " |", "|---" * (len(by_method) + 1) + "|"]
+    for column, label in (("overlap_continuation", "continuation"), ("overlap_with_prompt", "prompt + continuation (paper)")):
+        lines.append(f"| mean, {label} | " + " | ".join(f"{g[column].mean():.2f}" for g in by_method.values()) + " |")
+        lines.append(f"| >= 0.5, {label} | " + " | ".join(f"{(g[column] >= 0.5).mean():.1%}" for g in by_method.values()) + " |")
+    lines += ["", _grader_agreement(cfg, by_method)]
     lines += ["", "## SimpleQA grades", "",
               "| method | n | correct | incorrect | not attempted | accuracy given attempted | F1 |",
               "|---|---|---|---|---|---|---|"]
@@ -98,6 +105,20 @@ def _markdown(cfg: SweepConfig, run: RunDir, by_method: dict[str, pd.DataFrame],
     lines += [f"![{name}](plots/{path.name})\n" for name, path in figures.items()]
     lines += ["## Sample outputs", "", _samples(run, by_method), "",
               "## Configuration", "", "```yaml", to_yaml(cfg).strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _grader_agreement(cfg: SweepConfig, by_method: dict[str, pd.DataFrame]) -> str:
+    """How often the deterministic grader agrees with the configured judge, and where they differ."""
+    if cfg.judge.kind == "exact":
+        return "The judge is the deterministic grader (normalised answer match): no second grader to compare."
+    graded = pd.concat(by_method.values())
+    agree = (graded["grade"] == graded["exact_grade"]).mean()
+    table = pd.crosstab(graded["grade"], graded["exact_grade"])
+    lines = [f"Deterministic grader vs the `{cfg.judge.kind}` judge: same grade for {agree:.1%} of "
+             f"{len(graded)} answers. Rows: judge; columns: deterministic.", "",
+             "| judge \\ deterministic | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
+    lines += [f"| {grade} | " + " | ".join(str(v) for v in row) + " |" for grade, row in table.iterrows()]
     return "\n".join(lines)
 
 

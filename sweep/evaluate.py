@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from . import prompts
-from .judges import CORRECT, INCORRECT, NOT_ATTEMPTED, Item, Judge
+from .judges import CORRECT, INCORRECT, NOT_ATTEMPTED, Item, Judge, exact_grade
 from .scoring import ACCURACY_THRESHOLD, composite, scored_text, token_overlap
 
 
@@ -29,17 +29,22 @@ def answers(prompt_rows: Sequence[Mapping], best_rows: Sequence[Mapping]) -> lis
 
 
 def grade_answers(items: Sequence[Answer], judge: Judge, include_prompt: bool) -> list[dict]:
-    """One grades.parquet row per answer. Overlap follows scoring.include_prompt; judges see the continuation."""
+    """One grades.parquet row per answer. The composite uses the overlap scoring.include_prompt picks; both
+    overlaps are kept, and the deterministic grade beside the judge's, so reports can show both."""
     judged = [Item(a.question, a.gold, a.text) for a in items]
     grades, scores = judge.grade(judged), judge.score(judged)
     rows = []
-    for answer, grade, score in zip(items, grades, scores):
+    for answer, item, grade, score in zip(items, judged, grades, scores):
         prompt = prompts.baseline(answer.question) if answer.method == "baseline" else prompts.steered(answer.question)
-        overlap = token_overlap(answer.gold, scored_text(prompt, answer.text, include_prompt))
+        continuation = token_overlap(answer.gold, answer.text)
+        with_prompt = token_overlap(answer.gold, scored_text(prompt, answer.text, include_prompt=True))
+        overlap = with_prompt if include_prompt else continuation
         value = composite(overlap, score.value)
         rows.append({"prompt_id": answer.prompt_id, "method": answer.method, "text": answer.text,
-                     "overlap": overlap, "judge_score": score.value, "judge_parsed": score.parsed,
-                     "grade": grade, "composite": value, "accurate": value >= ACCURACY_THRESHOLD})
+                     "overlap": overlap, "overlap_continuation": continuation, "overlap_with_prompt": with_prompt,
+                     "judge_score": score.value,
+                     "judge_parsed": score.parsed, "grade": grade, "exact_grade": exact_grade(item),
+                     "composite": value, "accurate": value >= ACCURACY_THRESHOLD})
     return rows
 
 

@@ -25,8 +25,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "grades": pa.schema([
         ("prompt_id", pa.int64()), ("method", pa.string()), ("text", pa.string()),
-        ("overlap", pa.float64()), ("judge_score", pa.int64()), ("judge_parsed", pa.bool_()),
-        ("grade", pa.string()), ("composite", pa.float64()), ("accurate", pa.bool_()),
+        ("overlap", pa.float64()), ("overlap_continuation", pa.float64()),
+        ("overlap_with_prompt", pa.float64()), ("judge_score", pa.int64()),
+        ("judge_parsed", pa.bool_()), ("grade", pa.string()), ("exact_grade", pa.string()),
+        ("composite", pa.float64()), ("accurate", pa.bool_()),
     ]),
 }
 TRIAL_COLUMNS = [

@@ -103,8 +103,32 @@ def _markdown(cfg: SweepConfig, run: RunDir, by_method: dict[str, pd.DataFrame],
                      f"{m.accuracy_given_attempted:.1%} | {m.f1:.3f} |")
     lines += ["", "## Figures", ""]
     lines += [f"![{name}](plots/{path.name})\n" for name, path in figures.items()]
-    lines += ["## Sample outputs", "", _samples(run, by_method), "",
+    lines += ["## Oracle vs transfer (held-out prompts)", "", _transfer_section(run, by_method), "",
+              "## Sample outputs", "", _samples(run, by_method), "",
               "## Configuration", "", "```yaml", to_yaml(cfg).strip(), "```", ""]
+    return "\n".join(lines)
+
+
+def _transfer_section(run: RunDir, by_method: dict[str, pd.DataFrame]) -> str:
+    """Per method on the held-out prompts: the oracle (per-prompt tuned against the gold answer) beside
+    weights transferred from the other prompts, with gold-answer vectors and with question-only vectors."""
+    transfer = pd.read_parquet(run.table("transfer"))
+    if transfer.empty:
+        return "Too few prompts to hold any out."
+    held = sorted(transfer["prompt_id"].unique())
+    settings = {"baseline (unsteered)": by_method["baseline"]}
+    for method in (m for m in METHOD_ORDER[1:] if m in by_method):
+        settings[f"{method}: oracle (tuned per prompt on its gold answer)"] = by_method[method]
+        for setting, label in (("transfer", "transferred weights, gold-answer vectors"),
+                               ("question-only", "transferred weights, question-only vectors (no gold)")):
+            settings[f"{method}: {label}"] = transfer[(transfer["method"] == method) & (transfer["setting"] == setting)]
+    lines = [f"{len(held)} held-out prompts; the transferred weights are the per-parameter medians of the other "
+             "prompts' best trials.", "", "| setting | composite >= 0.6 | SimpleQA CORRECT | composite mean | overlap mean |",
+             "|---|---|---|---|---|"]
+    for label, frame in settings.items():
+        g = frame[frame["prompt_id"].isin(held)]
+        lines.append(f"| {label} | {g['accurate'].mean():.1%} | {(g['grade'] == 'CORRECT').mean():.1%} | "
+                     f"{g['composite'].mean():.2f} | {g['overlap'].mean():.2f} |")
     return "\n".join(lines)
 
 

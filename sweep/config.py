@@ -100,6 +100,13 @@ class JudgeConfig:
 
 
 @dataclass
+class TransferConfig:
+    # Oracle accounting: the best weights of a (1 - holdout) share of the prompts, as per-parameter medians,
+    # applied unchanged to the held-out rest, with gold-answer vectors and with question-only vectors.
+    holdout: float = 0.5
+
+
+@dataclass
 class ClusterConfig:
     address: str | None = None
     num_replicas: int = 1
@@ -132,6 +139,7 @@ class SweepConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -227,6 +235,8 @@ def validate(cfg: SweepConfig) -> None:
         raise ConfigError("judge.kind=http needs judge.base_url (an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1)")
     if cfg.judge.concurrency < 1:
         raise ConfigError(f"judge.concurrency={cfg.judge.concurrency} must be at least 1")
+    if not 0.0 < cfg.transfer.holdout < 1.0:
+        raise ConfigError(f"transfer.holdout={cfg.transfer.holdout} must be between 0 and 1 (a share of the prompts)")
     grades = ("CORRECT", "INCORRECT", "NOT_ATTEMPTED")
     if not cfg.data.keep_grades or any(g not in grades for g in cfg.data.keep_grades):
         raise ConfigError(f"data.keep_grades={cfg.data.keep_grades} is not valid; choose from: {', '.join(grades)}")

@@ -29,6 +29,7 @@ class SteerSettings:
     """What a replica needs to run a steered trial from a prompt id and weights alone."""
 
     run_root: str
+    vectors_file: str  # in run_root: the tuned reference vectors, or the question-only ones of `transfer`
     max_new_tokens: int
     chat_template: bool
     exclude_sink: bool
@@ -101,7 +102,7 @@ class Replica:
     def _configure(self, settings: SteerSettings) -> None:
         """Load the run's vectors and questions once (again after an actor restart, which loses them)."""
         run = RunDir(Path(settings.run_root))
-        self._vectors = load_file(run.vectors)
+        self._vectors = load_file(run.root / settings.vectors_file)
         self._questions = {r["prompt_id"]: r["question"] for r in read_rows(run.table("references"))}
         self._settings = settings
 

@@ -31,6 +31,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("composite", pa.float64()), ("accurate", pa.bool_()),
     ]),
 }
+SCHEMAS["transfer"] = SCHEMAS["grades"].append(pa.field("setting", pa.string()))
 TRIAL_COLUMNS = [
     ("prompt_id", pa.int64()), ("method", pa.string()), ("trial", pa.int64()),
     ("alpha_all", pa.float64()), ("gamma_all", pa.float64()),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,18 +17,18 @@ from safetensors.torch import save_file
 from . import prompts
 from .config import SweepConfig, fingerprint, flatten
 from .data import load_questions, locate_csv
-from .evaluate import answers, grade_answers
+from .evaluate import Answer, answers, grade_answers
 from .http_judge import http_judge
 from .judges import RUBRIC_PROMPT, Item, Judge, exact_judge, load_template, model_judge
 from .models import locate, model_config
 from .replica import Replica, SteerSettings
 from .rundir import SCHEMAS, RunDir, read_rows, write_table
-from .steering import segment_bounds
+from .steering import layer_weights, segment_bounds
 from .tracking import LiveTrialLogger, Tracker, default_uri
 from .tuning import StudySettings, checkpoint_rows, run_study, study_key
 
 log = logging.getLogger(__name__)
-STAGES = ("select", "enrich", "vectors", "tune", "evaluate", "report")
+STAGES = ("select", "enrich", "vectors", "tune", "evaluate", "transfer", "report")
 BATCH = 8  # prompts per unsteered generation call
 NAMESPACE = "fusion-steering"  # one sweep per Ray cluster at a time (Tune supports one Tuner per cluster)
 
@@ -214,19 +216,12 @@ def tune_stage(session: Session) -> None:
     selected = read_rows(run.table("prompts"))
     check_vectors(run, [r["prompt_id"] for r in selected])
     replicas = session.replicas
-    steer = SteerSettings(
-        run_root=str(run.root.resolve()), max_new_tokens=cfg.generation.max_new_tokens,
-        chat_template=cfg.prompt.chat_template, exclude_sink=cfg.steering.mean == "exclude_sink",
-        cached=cfg.steering.cache, include_prompt=cfg.scoring.include_prompt,
-        perplexity_window=cfg.scoring.perplexity_window, max_batch=cfg.cluster.max_batch,
-        batch_wait_s=cfg.cluster.batch_wait_s)
-    num_layers = ray.get(replicas[0].num_layers.remote())
+    num_layers, segments = layer_layout(session)
     settings = StudySettings(
         trials=cfg.search.trials, seed=cfg.seed, alpha=(cfg.search.alpha_low, cfg.search.alpha_high),
-        gamma=(cfg.search.gamma_low, cfg.search.gamma_high), num_layers=num_layers,
-        segments=segment_bounds(num_layers, list(cfg.steering.segment_starts)),
-        answers={r["prompt_id"]: r["answer"] for r in selected}, steer=steer, call_timeout_s=cfg.cluster.call_timeout_s,
-        in_flight=cfg.search.in_flight)
+        gamma=(cfg.search.gamma_low, cfg.search.gamma_high), num_layers=num_layers, segments=segments,
+        answers={r["prompt_id"]: r["answer"] for r in selected}, steer=steer_settings(cfg, run, run.vectors.name),
+        call_timeout_s=cfg.cluster.call_timeout_s, in_flight=cfg.search.in_flight)
     trainable = tune.with_resources(tune.with_parameters(run_study, settings=settings, replicas=replicas),
                                     {"cpu": cfg.cluster.trial_cpus})
     experiment = run.tune_storage / "studies"
@@ -251,6 +246,21 @@ def tune_stage(session: Session) -> None:
                   key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
     write_table(run.table("trials"), rows, SCHEMAS["trials"])
     write_table(run.table("best"), best_trials(rows), SCHEMAS["best"])
+
+
+def steer_settings(cfg: SweepConfig, run: RunDir, vectors_file: str) -> SteerSettings:
+    return SteerSettings(
+        run_root=str(run.root.resolve()), vectors_file=vectors_file, max_new_tokens=cfg.generation.max_new_tokens,
+        chat_template=cfg.prompt.chat_template, exclude_sink=cfg.steering.mean == "exclude_sink",
+        cached=cfg.steering.cache, include_prompt=cfg.scoring.include_prompt,
+        perplexity_window=cfg.scoring.perplexity_window, max_batch=cfg.cluster.max_batch,
+        batch_wait_s=cfg.cluster.batch_wait_s)
+
+
+def layer_layout(session: Session) -> tuple[int, list[tuple[int, int]]]:
+    """The steered model's depth and its segments."""
+    num_layers = ray.get(session.replicas[0].num_layers.remote())
+    return num_layers, segment_bounds(num_layers, list(session.cfg.steering.segment_starts))
 
 
 def check_vectors(run: RunDir, prompt_ids: list[int]) -> None:
@@ -285,6 +295,49 @@ def evaluate(session: Session) -> None:
     rows = grade_answers(answers(read_rows(run.table("prompts")), read_rows(run.table("best"))),
                          session.judge(), cfg.scoring.include_prompt)
     write_table(run.table("grades"), rows, SCHEMAS["grades"])
+
+
+def split_prompts(prompt_ids: list[int], holdout: float, seed: int) -> tuple[list[int], list[int]]:
+    """(tuning split, held-out split), a seeded shuffle; each split empty only when there is one prompt."""
+    shuffled = sorted(prompt_ids)
+    random.Random(seed).shuffle(shuffled)
+    held = min(max(1, round(holdout * len(shuffled))), len(shuffled) - 1) if len(shuffled) > 1 else 0
+    return sorted(shuffled[held:]), sorted(shuffled[:held])
+
+
+def median_weights(best: Sequence[dict]) -> dict[str, float]:
+    """Per-parameter medians of the best trials' weights."""
+    names = {k for row in best for k, v in row.items() if k.startswith(("alpha_", "gamma_")) and v is not None}
+    return {k: statistics.median(row[k] for row in best) for k in sorted(names)}
+
+
+def transfer(session: Session) -> None:
+    """Oracle accounting. The tuned results pick each prompt's best trial against its own gold answer; here
+    the weights of the tuning split (per-parameter medians) are applied unchanged to the held-out prompts,
+    once with their gold-answer reference vectors and once with vectors of the question alone (no gold)."""
+    cfg, run = session.cfg, session.run
+    selected = {r["prompt_id"]: r for r in read_rows(run.table("prompts"))}
+    best = read_rows(run.table("best"))
+    tuned, held = split_prompts(list(selected), cfg.transfer.holdout, cfg.seed)
+    rows: list[dict] = []
+    if held:
+        question_vectors = fan_out(session.replicas, "reference_vectors",
+                                   [(prompts.steered(selected[p]["question"]), 0) for p in held])
+        question_file = run.root / "vectors_question.safetensors"
+        save_file({str(p): v.contiguous() for p, v in zip(held, question_vectors)}, str(question_file))
+        num_layers, segments = layer_layout(session)
+        judge = session.judge()
+        for setting, vectors_file in (("transfer", run.vectors.name), ("question-only", question_file.name)):
+            settings = steer_settings(cfg, run, vectors_file)
+            for method in cfg.search.methods:
+                weights = median_weights([b for b in best if b["method"] == method and b["prompt_id"] in tuned])
+                alpha, gamma = layer_weights(weights, num_layers, segments)
+                outputs = ray.get([session.replicas[p % len(session.replicas)].steer.remote(settings, p, alpha, gamma)
+                                   for p in held])
+                graded = grade_answers([Answer(p, method, selected[p]["question"], selected[p]["answer"], o.text)
+                                        for p, o in zip(held, outputs)], judge, cfg.scoring.include_prompt)
+                rows += [{**g, "setting": setting} for g in graded]
+    write_table(run.table("transfer"), rows, SCHEMAS["transfer"])
 
 
 def report(session: Session) -> None:
@@ -333,13 +386,14 @@ def trial_params(row: dict) -> dict[str, float]:
 
 STAGE_FUNCTIONS: dict[str, Callable[[Session], None]] = {
     "select": select, "enrich": enrich, "vectors": vectors, "tune": tune_stage,
-    "evaluate": evaluate, "report": report,
+    "evaluate": evaluate, "transfer": transfer, "report": report,
 }
 
 
 def stage_done(run: RunDir, stage: str) -> bool:
     outputs = {"select": [run.table("prompts")], "enrich": [run.table("references")], "vectors": [run.vectors],
                "tune": [run.table("trials"), run.table("best")], "evaluate": [run.table("grades")],
+               "transfer": [run.table("transfer")],
                "report": [run.report]}
     return all(p.exists() for p in outputs[stage])
 

@@ -58,6 +58,10 @@ def test_every_stage_file_is_written_with_its_schema(smoke_run):
         assert f"{grades[grades['method'] == method]['composite'].mean():.2f} [" in report
     for plot in ("accuracy", "composite", "judge_scores", "best_weights", "objective_by_trial"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000
+    transfer = pq.read_table(out / "transfer.parquet").to_pandas()
+    assert set(transfer["setting"]) == {"transfer", "question-only"}
+    assert set(transfer["method"]) == {"full", "segmented"} and transfer["prompt_id"].nunique() == 2
+    assert "## Oracle vs transfer (held-out prompts)" in report and "question-only vectors (no gold)" in report
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "<table>" in html
 

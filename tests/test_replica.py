@@ -43,7 +43,7 @@ def start_replica(root: Path, engine, cached: bool, new_tokens: int, wait_s: flo
     cfg = model_config(CONF, "tiny-random")
     run = tiny_run(root, engine.num_layers, engine.model.config.hidden_size)
     settings = SteerSettings(
-        run_root=str(run.root), max_new_tokens=new_tokens, chat_template=False, exclude_sink=False, cached=cached,
+        run_root=str(run.root), vectors_file=run.vectors.name, max_new_tokens=new_tokens, chat_template=False, exclude_sink=False, cached=cached,
         include_prompt=False, perplexity_window=512, max_batch=4, batch_wait_s=wait_s)
     return ray.remote(Replica).remote(cfg, locate(cfg, CONF), 0), settings, run
 

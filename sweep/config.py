@@ -113,6 +113,9 @@ class ClusterConfig:
     replica_cpus: float = 1.0
     replica_gpus: float = 0.0
     trial_cpus: float = 0.25
+    # Torch threads per replica; 0 = every core of its node. Ray would otherwise pin a replica to as many
+    # threads as the CPUs it reserved (OMP_NUM_THREADS), one by default, while the trials mostly sleep.
+    torch_threads: int = 0
     # Dynamic batching in each replica: up to max_batch steered trials per forward pass, gathered for at
     # most batch_wait_s. max_batch=1 makes 8-bit runs independent of timing (bitsandbytes is not batch-invariant).
     max_batch: int = 16

@@ -4,6 +4,7 @@ gathered from concurrent Tune trials into batches (dynamic batching)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,10 +62,9 @@ class Replica:
     keep arriving (and batching) while a forward pass runs. Reference vectors and questions are loaded
     from the run directory once, so trials send only a prompt id and weights."""
 
-    def __init__(self, model_cfg: ModelConfig, location: Location, threads: int,
+    def __init__(self, model_cfg: ModelConfig, location: Location, threads: int,  # 0: every core
                  scorer: tuple[ModelConfig, Location] | None = None) -> None:
-        if threads > 0:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads or os.cpu_count() or 1)
         self.engine = Engine(*load(model_cfg, location))
         decoder_layers(self.engine.model, model_cfg.name)  # refuse a model that cannot be steered at start
         self.scorer = Engine(*load(*scorer)) if scorer else self.engine

@@ -76,8 +76,7 @@ class Session:
         gpus = cluster.replica_gpus or replica_gpus(model_cfg.device, ray.cluster_resources().get("GPU", 0.0))
         actor = ray.remote(num_cpus=cluster.replica_cpus, num_gpus=gpus, max_restarts=3, max_task_retries=3)(Replica)
         location = locate(model_cfg, self.conf_dir)
-        threads = max(1, int(cluster.replica_cpus)) if cluster.num_replicas > 1 else 0
-        replicas = [actor.options(name=f"{role}-{i}").remote(model_cfg, location, threads, scorer)
+        replicas = [actor.options(name=f"{role}-{i}").remote(model_cfg, location, cluster.torch_threads, scorer)
                     for i in range(cluster.num_replicas)]
         ray.get([r.num_layers.remote() for r in replicas])  # surface load errors here, not mid-sweep
         return replicas

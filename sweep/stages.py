@@ -61,8 +61,9 @@ class Session:
             self._tracker.log_config(flatten(self.cfg))
         return self._tracker
 
-    def tracker_args(self) -> tuple[str, str, str, str]:
-        return self.tracking_uri, self.cfg.tracking.experiment, fingerprint(self.cfg), self.run.root.name
+    def tracker_args(self) -> tuple[str, str, str, str, Path]:
+        return (self.tracking_uri, self.cfg.tracking.experiment, fingerprint(self.cfg), self.run.root.name,
+                self.run.root / "mlartifacts")
 
     def _start_replicas(self, role: str, model_cfg, scorer=None) -> list:  # noqa: ANN001 - ModelConfig, (ModelConfig, Location)
         """Named actors `{role}-{i}` in the `fusion-steering` namespace, so operators (and fault tests) can

@@ -34,10 +34,14 @@ def default_uri(db: Path) -> str:
 class Tracker:
     """The MLflow side of one sweep."""
 
-    def __init__(self, uri: str, experiment: str, sweep_id: str, run_name: str) -> None:
+    def __init__(self, uri: str, experiment: str, sweep_id: str, run_name: str, artifacts: Path) -> None:
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        # A SQLite store would put artifacts under ./mlruns of whatever folder the command runs in; keep them
+        # in the run directory instead. A tracking server decides for itself.
+        location = artifacts.resolve().as_uri() if uri.startswith("sqlite:") else None
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
+            experiment, artifact_location=location)
         self.sweep_id = sweep_id
         parents = self._search(f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`fusion_steering.role` = 'sweep'")
         if parents:
@@ -136,8 +140,8 @@ class LiveTrialLogger(tune.Callback):
     `sync_tracking` catches up at the end of the command. Tune pickles its callbacks with the experiment, so
     this holds only the tracker's arguments; the thread and its queue are made on first use."""
 
-    def __init__(self, uri: str, experiment: str, sweep_id: str, run_name: str) -> None:
-        self.args = (uri, experiment, sweep_id, run_name)
+    def __init__(self, uri: str, experiment: str, sweep_id: str, run_name: str, artifacts: Path) -> None:
+        self.args = (uri, experiment, sweep_id, run_name, artifacts)
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
 

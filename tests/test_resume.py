@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import (QUESTIONS, finish_sweep, kill_process_tree, start_sweep, sweep_command, wait_for_trials,
+from conftest import (QUESTIONS, REPO, finish_sweep, kill_process_tree, start_sweep, sweep_command, wait_for_trials,
                       write_simpleqa_csv)
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
@@ -51,6 +51,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, csv, uninte
     expected = pd.read_parquet(uninterrupted / "best.parquet")[columns]
     pd.testing.assert_frame_equal(pd.read_parquet(out / "best.parquet")[columns], expected)
 
+    assert not (REPO / "mlruns").exists()  # a SQLite store keeps its artifacts in the run directory
+    assert (next((out / "mlartifacts").rglob("report.md"))).read_text() == (out / "report.md").read_text()
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("fusion-steering").experiment_id], max_results=1000)
     assert len(runs) == 1 + STUDIES

@@ -20,6 +20,9 @@ import torch
 from torch import Tensor, nn
 
 
+SEGMENT_NAMES = ("early", "middle", "late")
+
+
 @dataclass
 class Steer:
     """What to inject, one row per sequence of the batch."""
@@ -130,6 +133,9 @@ def segment_bounds(num_layers: int, starts: list[int]) -> list[tuple[int, int]]:
     if not starts:
         size = -(-num_layers // 3)
         starts = [0, size, 2 * size]
+    if len(starts) != len(SEGMENT_NAMES):
+        raise ValueError(f"segment starts {starts}: segmented steering has {len(SEGMENT_NAMES)} segments "
+                         f"({', '.join(SEGMENT_NAMES)})")
     if starts[0] != 0 or sorted(set(starts)) != starts or starts[-1] >= num_layers:
         raise ValueError(f"segment starts {starts} must begin at 0, increase, and stay below {num_layers} layers")
     ends = [*starts[1:], num_layers]
@@ -146,8 +152,6 @@ def layer_weights(params: dict[str, float], num_layers: int, segments: list[tupl
         gamma[start:end] = [params[f"gamma_{name}"]] * (end - start)
     return alpha, gamma
 
-
-SEGMENT_NAMES = ("early", "middle", "late")
 
 
 def steer_rows(vectors: Tensor, weights: list[tuple[list[float], list[float]]], exclude_sink: bool,

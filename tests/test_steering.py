@@ -174,6 +174,8 @@ def test_segments_that_leave_a_segment_empty_are_refused():
     with pytest.raises(ValueError, match="stay below 4 layers"):
         segment_bounds(4, [])
     assert segment_bounds(4, [0, 1, 3]) == [(0, 1), (1, 3), (3, 4)]
+    with pytest.raises(ValueError, match="has 3 segments"):
+        segment_bounds(30, [0, 10])
 
 
 def test_segmented_weights_cover_every_layer_once():

@@ -55,7 +55,7 @@ def write_report(run: RunDir, cfg: SweepConfig) -> None:
     }
     text = _markdown(cfg, run, by_method, intervals, figures)
     write_text_atomic(run.report, text)
-    write_text_atomic(run.root / "report.html", _html(text, run))
+    write_text_atomic(run.report_html, _html(text, run))
 
 
 def _markdown(cfg: SweepConfig, run: RunDir, by_method: dict[str, pd.DataFrame],

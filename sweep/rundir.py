@@ -68,6 +68,10 @@ class RunDir:
         return self.root / "report.md"
 
     @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
     def plots(self) -> Path:
         return self.root / "plots"
 

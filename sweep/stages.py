@@ -25,7 +25,7 @@ from .replica import Replica, SteerSettings
 from .rundir import SCHEMAS, RunDir, read_rows, write_table
 from .steering import layer_weights, segment_bounds
 from .tracking import LiveTrialLogger, Tracker, default_uri
-from .tuning import StudySettings, checkpoint_rows, run_study, study_key
+from .tuning import StudySettings, checkpoint_rows, run_study, study_key, trial_params
 
 log = logging.getLogger(__name__)
 STAGES = ("select", "enrich", "vectors", "tune", "evaluate", "transfer", "report")
@@ -307,7 +307,7 @@ def split_prompts(prompt_ids: list[int], holdout: float, seed: int) -> tuple[lis
 
 def median_weights(best: Sequence[dict]) -> dict[str, float]:
     """Per-parameter medians of the best trials' weights."""
-    names = {k for row in best for k, v in row.items() if k.startswith(("alpha_", "gamma_")) and v is not None}
+    names = {k for row in best for k in trial_params(row)}
     return {k: statistics.median(row[k] for row in best) for k in sorted(names)}
 
 
@@ -367,7 +367,7 @@ def sync_tracking(session: Session) -> None:
         if run.report.exists():
             from analysis.report import summary_metrics
 
-            tracker.log_summary(summary_metrics(run), [run.report, run.root / "report.html", run.plots, run.config])
+            tracker.log_summary(summary_metrics(run), [run.report, run.report_html, run.plots, run.config])
     except Exception as err:  # noqa: BLE001 - tracking must never cost the computed results
         log.warning("MLflow at %s was not brought up to date (%s: %s). The Parquet files in %s are complete; "
                     "rerun the same command when the tracking server is back to sync it.",
@@ -378,10 +378,6 @@ def final_metrics(grade: dict) -> dict[str, float]:
     return {"final.composite": grade["composite"], "final.judge_score": grade["judge_score"],
             "final.overlap": grade["overlap"], "final.correct": float(grade["grade"] == "CORRECT"),
             "final.accurate": float(grade["accurate"])}
-
-
-def trial_params(row: dict) -> dict[str, float]:
-    return {k: v for k, v in row.items() if k.startswith(("alpha_", "gamma_")) and v is not None}
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Session], None]] = {

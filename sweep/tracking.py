@@ -18,13 +18,12 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from .tuning import parse_key
+from .tuning import parse_key, trial_params
 
 log = logging.getLogger(__name__)
 
 SWEEP_TAG, PROMPT_TAG, METHOD_TAG = "fusion_steering.sweep", "fusion_steering.prompt_id", "fusion_steering.method"
 TRIAL_METRICS = ("overlap", "perplexity", "objective", "seconds")
-PARAM_PREFIXES = ("alpha_", "gamma_")
 
 
 def default_uri(db: Path) -> str:
@@ -93,8 +92,8 @@ class Tracker:
         if step in steps:
             return
         now = int(time.time() * 1000)
-        names = [*TRIAL_METRICS, *(k for k in row if k.startswith(PARAM_PREFIXES) and row[k] is not None)]
-        self.client.log_batch(run_id, metrics=[Metric(k, float(row[k]), now, step) for k in names])
+        values = {**{k: row[k] for k in TRIAL_METRICS}, **trial_params(row)}
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
         steps.add(step)
 
     def sync_trials(self, rows: Iterable[Mapping[str, object]], budget: int) -> None:

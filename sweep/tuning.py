@@ -8,6 +8,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
@@ -36,6 +37,11 @@ class StudySettings:
     steer: SteerSettings  # what the replicas need to run a trial
     call_timeout_s: float
     in_flight: int
+
+
+def trial_params(row: Mapping[str, Any]) -> dict[str, float]:
+    """The weights a trial row sets (alpha_*/gamma_*); the other method's columns are null and left out."""
+    return {k: v for k, v in row.items() if k.startswith(("alpha_", "gamma_")) and v is not None}
 
 
 def study_key(prompt_id: int, method: str) -> str:

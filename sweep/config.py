@@ -110,7 +110,7 @@ class TransferConfig:
 class ClusterConfig:
     address: str | None = None
     num_replicas: int = 1
-    replica_cpus: float = 1.0
+    replica_cpus: float = 1.0  # reserved by a CPU replica; a GPU replica reserves its GPU only
     replica_gpus: float = 0.0
     trial_cpus: float = 0.25
     # Torch threads per replica; 0 = every core of its node. Ray would otherwise pin a replica to as many

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.util.placement_group import placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from safetensors.torch import save_file
 
 from . import prompts
@@ -69,15 +71,27 @@ class Session:
         """Named actors `{role}-{i}` in the `fusion-steering` namespace, so operators (and fault tests) can
         find them; a restarted actor reloads its weights from the local cache."""
         if not ray.is_initialized():
-            # A local cluster listens on loopback only; a given address joins an existing cluster.
-            local = {} if self.cfg.cluster.address else {"_node_ip_address": "127.0.0.1"}
-            ray.init(address=self.cfg.cluster.address, namespace=NAMESPACE, include_dashboard=False,
+            # Without an address, always a fresh local cluster on loopback: Ray would otherwise join whatever
+            # cluster /tmp/ray last recorded, and hang if that one has died. A given address joins that cluster.
+            address = self.cfg.cluster.address
+            local = {} if address else {"_node_ip_address": "127.0.0.1"}
+            ray.init(address=address or "local", namespace=NAMESPACE, include_dashboard=False,
                      log_to_driver=False, configure_logging=False, **local)
         cluster = self.cfg.cluster
         gpus = cluster.replica_gpus or replica_gpus(model_cfg.device, ray.cluster_resources().get("GPU", 0.0))
-        actor = ray.remote(num_cpus=cluster.replica_cpus, num_gpus=gpus, max_restarts=3, max_task_retries=3)(Replica)
+        bundle = replica_bundle(cluster.replica_cpus, gpus)
+        # The replicas' resources are reserved for the whole command: a replica that restarts gets its bundle
+        # back instead of competing with Tune trials for the CPUs it freed (a deadlock: the trials wait for it).
+        group = placement_group([bundle] * cluster.num_replicas, strategy="SPREAD")
+        try:
+            ray.get(group.ready(), timeout=cluster.call_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise SweepError(f"the cluster has no room for the {role} replicas ({cluster.num_replicas} x {bundle}) "
+                             f"after {cluster.call_timeout_s:.0f} s (free now: {ray.available_resources()})") from None
+        actor = ray.remote(num_cpus=bundle.get("CPU", 0), num_gpus=gpus, max_restarts=3, max_task_retries=3)(Replica)
         location = locate(model_cfg, self.conf_dir)
-        replicas = [actor.options(name=f"{role}-{i}").remote(model_cfg, location, cluster.torch_threads, scorer)
+        replicas = [actor.options(name=f"{role}-{i}", scheduling_strategy=PlacementGroupSchedulingStrategy(
+                        group, placement_group_bundle_index=i)).remote(model_cfg, location, cluster.torch_threads, scorer)
                     for i in range(cluster.num_replicas)]
         ray.get([r.num_layers.remote() for r in replicas])  # surface load errors here, not mid-sweep
         return replicas
@@ -119,6 +133,12 @@ class Session:
         finally:
             if ray.is_initialized():
                 ray.shutdown()
+
+
+def replica_bundle(cpus: float, gpus: float) -> dict[str, float]:
+    """A GPU replica reserves its GPU only: Tune trials need CPU only and may fill a GPU node's CPUs, and
+    must never keep a replica that restarts after losing its node off a free GPU."""
+    return {"GPU": gpus} if gpus else {"CPU": cpus}
 
 
 def replica_gpus(device: str, cluster_gpus: float) -> float:

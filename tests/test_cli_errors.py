@@ -114,3 +114,14 @@ def test_a_full_disk_leaves_the_previous_file_whole(tmp_path: Path, monkeypatch)
         write_table(path, rows * 2, SCHEMAS["prompts"])
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.parquet"]
+
+
+def test_replicas_the_cluster_cannot_place_fail_with_what_is_free(tmp_path: Path, capsys, simpleqa_csv):
+    # A local CPU-only Ray cluster asked for one-GPU replicas: the reservation times out with a message.
+    out = tmp_path / "r"
+    code, err = run_cli(capsys, "run", "--config", str(CONF / "smoke.yaml"), "--out", str(out),
+                        "model.name=tiny-random", "model.quantization=none", f"data.csv={simpleqa_csv}",
+                        "cluster.replica_gpus=1", "cluster.call_timeout_s=5")
+    assert code == 2
+    assert "no room for the replica replicas (1 x {'GPU': 1.0}) after 5 s" in err and "free now" in err
+    assert not (out / "prompts.parquet").exists()

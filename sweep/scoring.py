@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import string
-
-from nltk.tokenize import NLTKWordTokenizer
-from nltk.tokenize.punkt import PunktSentenceTokenizer
 
 # The authors used NLTK's word_tokenize: punkt sentence split, then NLTKWordTokenizer (the improved
 # Treebank tokenizer; unlike TreebankWordTokenizer it splits "**bold**" markup off words). Punkt's trained
@@ -13,15 +11,22 @@ from nltk.tokenize.punkt import PunktSentenceTokenizer
 # ends a sentence at a period followed by markup ("Bangermau.**"), so that period comes off the word.
 # Agreement with the authors' recorded overlaps on their 520 best trials (tests/test_paper_table.py):
 # this pair 100 %; NLTKWordTokenizer after a regex split on [.!?]+whitespace 99.2 %; TreebankWordTokenizer 88 %.
-_WORD_TOKENIZER = NLTKWordTokenizer()
-_SENTENCE_SPLITTER = PunktSentenceTokenizer()
+@functools.cache
+def _tokenizers():  # noqa: ANN202 - (PunktSentenceTokenizer, NLTKWordTokenizer)
+    # Imported on first use: importing nltk costs over a second, and Tune's trial workers import this
+    # module for `objective` alone (overlap is computed in the replicas).
+    from nltk.tokenize import NLTKWordTokenizer
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+    return PunktSentenceTokenizer(), NLTKWordTokenizer()
 
 
 def word_set(text: str) -> set[str]:
     """Lower-cased word tokens of `text`, without tokens that are one punctuation character."""
+    sentence_splitter, word_tokenizer = _tokenizers()
     tokens: set[str] = set()
-    for sentence in _SENTENCE_SPLITTER.tokenize(text.lower()):
-        tokens.update(_WORD_TOKENIZER.tokenize(sentence))
+    for sentence in sentence_splitter.tokenize(text.lower()):
+        tokens.update(word_tokenizer.tokenize(sentence))
     return {t for t in tokens if not (len(t) == 1 and t in string.punctuation)}
 
 

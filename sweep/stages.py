@@ -23,11 +23,12 @@ from .evaluate import Answer, answers, grade_answers
 from .http_judge import http_judge
 from .judges import RUBRIC_PROMPT, Item, Judge, exact_judge, load_template, model_judge
 from .models import locate, model_config
-from .replica import Replica, SteerSettings
+from .messages import SteerSettings
+from .replica import Replica
 from .rundir import SCHEMAS, RunDir, read_rows, write_table
-from .steering import layer_weights, segment_bounds
 from .tracking import LiveTrialLogger, Tracker, default_uri
 from .tuning import StudySettings, checkpoint_rows, run_study, study_key, trial_params
+from .weights import layer_weights, segment_bounds
 
 log = logging.getLogger(__name__)
 STAGES = ("select", "enrich", "vectors", "tune", "evaluate", "transfer", "report")
@@ -45,6 +46,7 @@ class Session:
     def __init__(self, cfg: SweepConfig, run: RunDir) -> None:
         self.cfg, self.run = cfg, run
         self._replicas: list | None = None
+        self.replicas_on_gpu = False
         self._judge_replicas: list | None = None
         self._tracker: Tracker | None = None
 
@@ -79,6 +81,8 @@ class Session:
                      log_to_driver=False, configure_logging=False, **local)
         cluster = self.cfg.cluster
         gpus = cluster.replica_gpus or replica_gpus(model_cfg.device, ray.cluster_resources().get("GPU", 0.0))
+        if role == "replica":
+            self.replicas_on_gpu = gpus > 0
         bundle = replica_bundle(cluster.replica_cpus, gpus)
         # The replicas' resources are reserved for the whole command: a replica that restarts gets its bundle
         # back instead of competing with Tune trials for the CPUs it freed (a deadlock: the trials wait for it).
@@ -240,7 +244,7 @@ def tune_stage(session: Session) -> None:
     settings = StudySettings(
         trials=cfg.search.trials, seed=cfg.seed, alpha=(cfg.search.alpha_low, cfg.search.alpha_high),
         gamma=(cfg.search.gamma_low, cfg.search.gamma_high), num_layers=num_layers, segments=segments,
-        answers={r["prompt_id"]: r["answer"] for r in selected}, steer=steer_settings(cfg, run, run.vectors.name),
+        steer=steer_settings(cfg, run, run.vectors.name),
         call_timeout_s=cfg.cluster.call_timeout_s, in_flight=cfg.search.in_flight)
     trainable = tune.with_resources(tune.with_parameters(run_study, settings=settings, replicas=replicas),
                                     {"cpu": cfg.cluster.trial_cpus})
@@ -252,7 +256,7 @@ def tune_stage(session: Session) -> None:
         keys = [study_key(r["prompt_id"], m) for r in selected for m in cfg.search.methods]
         tuner = tune.Tuner(
             trainable, param_space={"study": tune.grid_search(keys)},
-            tune_config=tune.TuneConfig(reuse_actors=True),
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=concurrent_studies(cfg, session.replicas_on_gpu)),
             run_config=tune.RunConfig(
                 name=experiment.name, storage_path=str(experiment.parent.resolve()), verbose=0,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -266,6 +270,14 @@ def tune_stage(session: Session) -> None:
                   key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
     write_table(run.table("trials"), rows, SCHEMAS["trials"])
     write_table(run.table("best"), best_trials(rows), SCHEMAS["best"])
+
+
+def concurrent_studies(cfg: SweepConfig, on_gpu: bool) -> int:
+    """Studies running at once: enough for full batches at every replica, and no more, since each is a
+    trial worker process to start. A GPU replica gets two batches' worth, so the next batch is queued while
+    one runs; a CPU replica gets one, as its batches take seconds and the workers would share its cores."""
+    batches = 2 if on_gpu else 1
+    return cfg.cluster.num_replicas * batches * -(-cfg.cluster.max_batch // cfg.search.in_flight)
 
 
 def steer_settings(cfg: SweepConfig, run: RunDir, vectors_file: str) -> SteerSettings:

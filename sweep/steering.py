@@ -20,8 +20,6 @@ import torch
 from torch import Tensor, nn
 
 
-SEGMENT_NAMES = ("early", "middle", "late")
-
 
 @dataclass
 class Steer:
@@ -126,32 +124,6 @@ def fusion_hooks(layers: nn.ModuleList, steer: Steer) -> Iterator[Positions]:
     finally:
         for handle in handles:
             handle.remove()
-
-
-def segment_bounds(num_layers: int, starts: list[int]) -> list[tuple[int, int]]:
-    """Contiguous [start, end) layer segments: `starts` if given, else thirds with ceil for the first two."""
-    if not starts:
-        size = -(-num_layers // 3)
-        starts = [0, size, 2 * size]
-    if len(starts) != len(SEGMENT_NAMES):
-        raise ValueError(f"segment starts {starts}: segmented steering has {len(SEGMENT_NAMES)} segments "
-                         f"({', '.join(SEGMENT_NAMES)})")
-    if starts[0] != 0 or sorted(set(starts)) != starts or starts[-1] >= num_layers:
-        raise ValueError(f"segment starts {starts} must begin at 0, increase, and stay below {num_layers} layers")
-    ends = [*starts[1:], num_layers]
-    return list(zip(starts, ends))
-
-
-def layer_weights(params: dict[str, float], num_layers: int, segments: list[tuple[int, int]]) -> tuple[list[float], list[float]]:
-    """Per-layer (alpha, gamma) from a trial's parameters: `*_all` for full-layer, `*_early/middle/late` per segment."""
-    if "alpha_all" in params:
-        return [params["alpha_all"]] * num_layers, [params["gamma_all"]] * num_layers
-    alpha, gamma = [0.0] * num_layers, [0.0] * num_layers
-    for name, (start, end) in zip(SEGMENT_NAMES, segments):
-        alpha[start:end] = [params[f"alpha_{name}"]] * (end - start)
-        gamma[start:end] = [params[f"gamma_{name}"]] * (end - start)
-    return alpha, gamma
-
 
 
 def steer_rows(vectors: Tensor, weights: list[tuple[list[float], list[float]]], exclude_sink: bool,

@@ -16,9 +16,9 @@ import ray
 from optuna.distributions import FloatDistribution
 from ray import tune
 
-from .replica import SteerSettings
-from .scoring import objective, token_overlap
-from .steering import SEGMENT_NAMES, layer_weights
+from .messages import SteerSettings
+from .scoring import objective
+from .weights import SEGMENT_NAMES, layer_weights
 
 STUDY_FILE, ROWS_FILE = "study.pkl", "rows.json"
 
@@ -33,7 +33,6 @@ class StudySettings:
     gamma: tuple[float, float]
     num_layers: int
     segments: list[tuple[int, int]]
-    answers: dict[int, str]  # gold answer per prompt id, for overlap
     steer: SteerSettings  # what the replicas need to run a trial
     call_timeout_s: float
     in_flight: int
@@ -81,41 +80,51 @@ def completed(study: optuna.Study) -> int:
 
 def run_study(config: dict[str, Any], settings: StudySettings, replicas: list) -> None:
     """Tune function trainable for one (prompt, method). Keeps `in_flight` evaluations queued at its replica
-    so batches fill; reports (and checkpoints) once per finished Optuna trial."""
+    so batches fill; reports once per finished Optuna trial and checkpoints after each group that finished."""
     prompt_id, method = parse_key(config["study"])
     study, rows = _restore(settings, prompt_id, method)
     replica = replicas[prompt_id % len(replicas)]
     space = search_space(method, settings)
     pending: dict[ray.ObjectRef, optuna.Trial] = {}
-    while completed(study) + len(pending) < settings.trials or pending:
+
+    def ask_more() -> None:
         while completed(study) + len(pending) < settings.trials and len(pending) < settings.in_flight:
             trial = study.ask(space)
             # A trial's slot is its place in the study's order; a trial re-asked after a restore keeps its slot.
             trial.set_user_attr("slot", trial.user_attrs.get("slot", completed(study) + len(pending)))
             alpha, gamma = layer_weights(trial.params, settings.num_layers, settings.segments)
             pending[replica.steer.remote(settings.steer, prompt_id, alpha, gamma)] = trial
-        done, _ = ray.wait(list(pending), num_returns=1, timeout=settings.call_timeout_s)
-        if not done:
+
+    ask_more()
+    while pending:
+        first, _ = ray.wait(list(pending), num_returns=1, timeout=settings.call_timeout_s)
+        if not first:
             raise TimeoutError(f"no steered trial of prompt {prompt_id} came back in {settings.call_timeout_s} s")
-        trial = pending.pop(done[0])
-        out = ray.get(done[0])
-        overlap = token_overlap(settings.answers[prompt_id], out.scored_text)
-        value = objective(overlap, out.perplexity)
-        study.tell(trial, value)
-        rows.append({"prompt_id": prompt_id, "method": method, "trial": trial.user_attrs["slot"], **trial.params,
-                     "text": out.text, "overlap": overlap, "perplexity": out.perplexity,
-                     "objective": value, "seconds": out.seconds})
-        _report(study, rows)
+        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)  # a batch returns together
+        finished = []
+        for ref in done:
+            trial, out = pending.pop(ref), ray.get(ref)
+            value = objective(out.overlap, out.perplexity)
+            study.tell(trial, value)
+            finished.append({"prompt_id": prompt_id, "method": method, "trial": trial.user_attrs["slot"],
+                             **trial.params, "text": out.text, "overlap": out.overlap,
+                             "perplexity": out.perplexity, "objective": value, "seconds": out.seconds})
+        rows.extend(finished)
+        ask_more()  # before reporting, so the replica's next batch is not waiting on this study's checkpoint
+        _report(study, rows, finished)
 
 
-def _report(study: optuna.Study, rows: list[dict]) -> None:
-    metrics = {k: v for k, v in rows[-1].items() if k != "text"}
+def _report(study: optuna.Study, rows: list[dict], finished: list[dict]) -> None:
+    """One Tune result per finished Optuna trial; the checkpoint goes with the last of them."""
+    for row in finished[:-1]:
+        tune.report({k: v for k, v in row.items() if k != "text"})
     with tempfile.TemporaryDirectory() as folder:
         # Optuna's own state (sampler RNG included) is pickled into Tune's checkpoint inside the run
         # directory, so a resumed study asks exactly what an uninterrupted one would.
         (Path(folder) / STUDY_FILE).write_bytes(pickle.dumps(study))
         (Path(folder) / ROWS_FILE).write_text(json.dumps(rows))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        tune.report({k: v for k, v in finished[-1].items() if k != "text"},
+                    checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _restore(settings: StudySettings, prompt_id: int, method: str) -> tuple[optuna.Study, list[dict]]:

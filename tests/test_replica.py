@@ -10,10 +10,12 @@ import ray
 import torch
 from safetensors.torch import load_file, save_file
 
+from sweep.messages import SteerSettings
 from sweep.models import locate, model_config
 from sweep.prompts import steered
-from sweep.replica import Replica, SteerSettings
+from sweep.replica import Replica
 from sweep.rundir import SCHEMAS, RunDir, write_table
+from sweep.scoring import token_overlap
 from sweep.steering import steer_rows
 
 from conftest import CONF, QUESTIONS
@@ -62,6 +64,7 @@ def test_concurrent_trials_are_batched_and_match_the_engine_alone(tmp_path, ray_
         (alone,) = tiny_engine.generate([steered(QUESTIONS[prompt_id][0])], 12, steer=steer)
         assert out.text == alone
         assert out.perplexity == pytest.approx(tiny_engine.perplexity([alone], 512)[0], rel=1e-4)
+        assert out.overlap == token_overlap(QUESTIONS[prompt_id][1], alone)
     ray.kill(replica)
 
 
@@ -71,4 +74,24 @@ def test_a_trial_for_an_unknown_prompt_fails_alone(tmp_path, ray_local, tiny_eng
     with pytest.raises(ray.exceptions.RayTaskError, match="no reference vector for prompt 99"):
         ray.get(replica.steer.remote(settings, 99, [0.5] * layers, [0.5] * layers))
     assert ray.get(replica.steer.remote(settings, 0, [0.5] * layers, [0.5] * layers)).text is not None
+    ray.kill(replica)
+
+
+def test_a_trial_worker_holding_a_replica_handle_never_loads_the_model_stack(tmp_path, ray_local, tiny_engine):
+    # Ray imports an actor's module wherever its handle is unpickled; each Tune trial gets the replicas'
+    # handles, so importing torch there would cost every trial worker seconds of CPU and hundreds of MB.
+    replica, _, _ = start_replica(tmp_path / "run", tiny_engine, cached=True, new_tokens=4, wait_s=0.05)
+
+    # Its own runtime env makes Ray start a fresh worker, one no earlier task has loaded torch into.
+    @ray.remote(runtime_env={"env_vars": {"FUSION_STEERING_PROBE": "1"}})
+    def modules_after_unpickling(handles: list) -> tuple[bool, int]:
+        import sys
+
+        import sweep.tuning  # noqa: F401 - what a trial imports
+        heavy = {"torch", "transformers", "nltk"} & set(sys.modules)
+        return sorted(heavy), ray.get(handles[0].num_layers.remote())
+
+    heavy, layers = ray.get(modules_after_unpickling.remote([replica]))
+    assert layers == tiny_engine.num_layers
+    assert heavy == []
     ray.kill(replica)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from sweep.reference import paper_loop
-from sweep.steering import Steer, fusion_hooks, layer_weights, segment_bounds
+from sweep.steering import Steer, fusion_hooks
+from sweep.weights import layer_weights, segment_bounds
 
 PROMPTS = [
     "Question: Who received the IEEE Frank Rosenblatt Award in 2010?\nAnswer and explanation:",

@@ -1,0 +1,39 @@
+"""What Tune trials and replicas send each other. Plain dataclasses with no torch or transformers import:
+a trial worker unpickles these, and importing the model stack would cost every worker seconds at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SteerSettings:
+    """What a replica needs to run a steered trial from a prompt id and weights alone."""
+
+    run_root: str
+    vectors_file: str  # in run_root: the tuned reference vectors, or the question-only ones of `transfer`
+    max_new_tokens: int
+    chat_template: bool
+    exclude_sink: bool
+    cached: bool
+    include_prompt: bool
+    perplexity_window: int
+    max_batch: int
+    batch_wait_s: float
+
+
+@dataclass(frozen=True)
+class SteerRequest:
+    prompt_id: int
+    alpha: list[float]  # [layers]
+    gamma: list[float]  # [layers]
+
+
+@dataclass(frozen=True)
+class SteeredOutput:
+    text: str  # the continuation
+    scored_text: str  # what overlap and perplexity see (continuation, or plain prompt + continuation)
+    perplexity: float
+    overlap: float  # token overlap of scored_text with the prompt's gold answer
+    seconds: float  # the batch's wall time divided by its size: this trial's share of the replica
+    batch_size: int

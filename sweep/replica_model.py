@@ -1,0 +1,78 @@
+"""The model work of one replica: the loaded model (and perplexity scorer), the run's vectors and questions,
+and one batch of steered trials at a time. Runs on the replica's worker thread, never on its event loop."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+
+from . import prompts
+from .config import ModelConfig
+from .engine import Engine
+from .messages import SteeredOutput, SteerRequest, SteerSettings
+from .models import Location, decoder_layers, load
+from .rundir import RunDir, read_rows
+from .scoring import scored_text, token_overlap
+from .steering import steer_rows
+
+
+class ReplicaModel:
+    def __init__(self, model_cfg: ModelConfig, location: Location, threads: int,  # 0: every core
+                 scorer: tuple[ModelConfig, Location] | None = None) -> None:
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        self.engine = Engine(*load(model_cfg, location))
+        decoder_layers(self.engine.model, model_cfg.name)  # refuse a model that cannot be steered at start
+        self.scorer = Engine(*load(*scorer)) if scorer else self.engine
+        self.settings: SteerSettings | None = None
+        self._vectors: dict[str, Tensor] = {}
+        self._questions: dict[int, str] = {}
+        self._answers: dict[int, str] = {}
+        self.busy_s = 0.0
+        self.batch_sizes: list[int] = []
+
+    def generate(self, texts: list[str], max_new_tokens: int, chat_template: bool | None) -> list[str]:
+        """Unsteered greedy continuations; chat_template=None uses the template where the tokenizer has one."""
+        if chat_template is None:
+            chat_template = self.engine.tokenizer.chat_template is not None
+        rendered = [prompts.render(self.engine.tokenizer, t, chat_template) for t in texts]
+        return self.engine.generate(rendered, max_new_tokens, chat_template)
+
+    def reference_vectors(self, items: list[tuple[str, int]]) -> list[Tensor]:
+        """(reference text, character where the gold answer starts) -> [layers, hidden] per item."""
+        return [self.engine.span_means(text, start) for text, start in items]
+
+    def configure(self, settings: SteerSettings) -> None:
+        """Load the run's vectors, questions and gold answers once (again after an actor restart, which loses them)."""
+        run = RunDir(Path(settings.run_root))
+        self._vectors = load_file(run.root / settings.vectors_file)
+        references = read_rows(run.table("references"))
+        self._questions = {r["prompt_id"]: r["question"] for r in references}
+        self._answers = {r["prompt_id"]: r["answer"] for r in references}
+        self.settings = settings
+
+    def has_vector(self, prompt_id: int) -> bool:
+        return str(prompt_id) in self._vectors
+
+    def run_batch(self, requests: list[SteerRequest]) -> list[SteeredOutput]:
+        """Steered generation and perplexity for a batch of trials: [batch] requests -> [batch] outputs."""
+        settings = self.settings
+        started = time.perf_counter()
+        questions = [prompts.steered(self._questions[r.prompt_id]) for r in requests]
+        rendered = [prompts.render(self.engine.tokenizer, q, settings.chat_template) for q in questions]
+        steer = steer_rows(torch.stack([self._vectors[str(r.prompt_id)] for r in requests]),
+                           [(r.alpha, r.gamma) for r in requests], settings.exclude_sink, settings.cached)
+        texts = self.engine.generate(rendered, settings.max_new_tokens, settings.chat_template, steer)
+        scored = [scored_text(q, t, settings.include_prompt) for q, t in zip(questions, texts)]
+        perplexities = self.scorer.perplexity(scored, settings.perplexity_window)
+        overlaps = [token_overlap(self._answers[r.prompt_id], s) for r, s in zip(requests, scored)]
+        seconds = time.perf_counter() - started
+        self.busy_s += seconds
+        self.batch_sizes.append(len(requests))
+        share = seconds / len(requests)
+        return [SteeredOutput(t, s, p, o, share, len(requests))
+                for t, s, p, o in zip(texts, scored, perplexities, overlaps)]

@@ -174,15 +174,16 @@ def sweep_overhead(cfg: SweepConfig, studies: int, trials: int) -> dict[str, flo
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, batch_sizes: list[int], new_tokens: int,
-              sweep_studies: int) -> dict[str, Any]:
+def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, faithful_trials: int, batch_sizes: list[int],
+              new_tokens: int, sweep_studies: int) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     engine = Engine(*load(cfg.model, locate(cfg.model, Path(cfg.conf_dir))))
     work = make_trials(engine, trials, cfg.seed)
     dtype = next(engine.model.parameters()).dtype if cfg.model.quantization == "none" else torch.float32
     peak = matmul_peak_flops(engine.device, dtype if dtype.is_floating_point else torch.float32)
     paper = time_paper_loop(engine, work[:paper_trials], new_tokens)
-    faithful = [time_engine(engine, work, new_tokens, b, cached=False) for b in batch_sizes]
+    faithful_sizes = sorted({min(b, faithful_trials) for b in batch_sizes})
+    faithful = [time_engine(engine, work[:faithful_trials], new_tokens, b, cached=False) for b in faithful_sizes]
     cached = [time_engine(engine, work, new_tokens, b, cached=True) for b in batch_sizes]
     agreement = batch_agreement(engine, work[:8], min(new_tokens, 32))
     best_faithful = max(faithful, key=lambda r: r["trials_per_s"])
@@ -191,7 +192,7 @@ def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, batch_sizes: lis
         "model": cfg.model.name, "quantization": cfg.model.quantization, "device": str(engine.device),
         "device_name": torch.cuda.get_device_name() if engine.device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "new_tokens": new_tokens, "trials": trials,
-        "paper_trials": paper_trials, "matmul_peak_gflops": peak / 1e9,
+        "paper_trials": paper_trials, "faithful_trials": faithful_trials, "matmul_peak_gflops": peak / 1e9,
         "paper_loop": paper, "faithful": best_faithful, "cached": best_cached,
         "faithful_by_batch": faithful, "cached_by_batch": cached,
         "speedup_faithful": best_faithful["trials_per_s"] / paper["trials_per_s"],

@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", type=Path, default=Path("conf/bench.yaml"))
     bench.add_argument("--trials", type=int, default=32, help="engine trials per mode and batch size")
     bench.add_argument("--paper-trials", type=int, default=4, help="trials through the paper's loop (slow)")
+    bench.add_argument("--faithful-trials", type=int, default=16,
+                       help="trials through the faithful engine (slow); its batches are capped at this")
     bench.add_argument("--batch-sizes", default="8,32", help="comma-separated engine batch sizes")
     bench.add_argument("--new-tokens", type=int, default=100)
     bench.add_argument("--sweep-studies", type=int, default=8, help="studies in the sweep-overhead run (0: skip)")
@@ -71,7 +73,8 @@ def _bench(cfg, args: argparse.Namespace) -> None:  # noqa: ANN001 - SweepConfig
 
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     cfg.generation.max_new_tokens = args.new_tokens  # the sweep-overhead run generates as many tokens
-    result = run_bench(cfg, args.trials, args.paper_trials, sizes, args.new_tokens, args.sweep_studies)
+    result = run_bench(cfg, args.trials, args.paper_trials, args.faithful_trials, sizes, args.new_tokens,
+                       args.sweep_studies)
     print("\n".join(summary_lines(result)))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

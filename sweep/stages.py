@@ -259,7 +259,10 @@ def tune_stage(session: Session) -> None:
             tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=concurrent_studies(cfg, session.replicas_on_gpu)),
             run_config=tune.RunConfig(
                 name=experiment.name, storage_path=str(experiment.parent.resolve()), verbose=0,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # Every checkpoint is kept (~24 KB each). With num_to_keep, Tune deletes a study's older
+                # checkpoint before its experiment snapshot names the newer one, and a kill in between left a
+                # snapshot pointing at a deleted checkpoint, which no rerun could restore (seen in CI).
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                 failure_config=tune.FailureConfig(max_failures=2),
                 callbacks=[JsonLoggerCallback(), LiveTrialLogger(*session.tracker_args())]))
     grid = tuner.fit()

@@ -94,9 +94,11 @@ class Session:
                              f"after {cluster.call_timeout_s:.0f} s (free now: {ray.available_resources()})") from None
         actor = ray.remote(num_cpus=bundle.get("CPU", 0), num_gpus=gpus, max_restarts=3, max_task_retries=3)(Replica)
         location = locate(model_cfg, self.conf_dir)
-        replicas = [actor.options(name=f"{role}-{i}", scheduling_strategy=PlacementGroupSchedulingStrategy(
-                        group, placement_group_bundle_index=i)).remote(model_cfg, location, cluster.torch_threads, scorer)
-                    for i in range(cluster.num_replicas)]
+        replicas = []
+        for i in range(cluster.num_replicas):
+            bundle_i = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)
+            replicas.append(actor.options(name=f"{role}-{i}", scheduling_strategy=bundle_i)
+                            .remote(model_cfg, location, cluster.torch_threads, scorer))
         ray.get([r.num_layers.remote() for r in replicas])  # surface load errors here, not mid-sweep
         return replicas
 
@@ -254,9 +256,10 @@ def tune_stage(session: Session) -> None:
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
     else:
         keys = [study_key(r["prompt_id"], m) for r in selected for m in cfg.search.methods]
+        studies_at_once = concurrent_studies(cfg, session.replicas_on_gpu)
         tuner = tune.Tuner(
             trainable, param_space={"study": tune.grid_search(keys)},
-            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=concurrent_studies(cfg, session.replicas_on_gpu)),
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=studies_at_once),
             run_config=tune.RunConfig(
                 name=experiment.name, storage_path=str(experiment.parent.resolve()), verbose=0,
                 # Every checkpoint is kept (~24 KB each). With num_to_keep, Tune deletes a study's older

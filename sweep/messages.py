@@ -32,8 +32,8 @@ class SteerRequest:
 @dataclass(frozen=True)
 class SteeredOutput:
     text: str  # the continuation
-    scored_text: str  # what overlap and perplexity see (continuation, or plain prompt + continuation)
+    # Both scored on the continuation, or (scoring.include_prompt, the paper's variant) the plain prompt + it.
     perplexity: float
-    overlap: float  # token overlap of scored_text with the prompt's gold answer
+    overlap: float  # token overlap with the prompt's gold answer
     seconds: float  # the batch's wall time divided by its size: this trial's share of the replica
     batch_size: int

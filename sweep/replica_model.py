@@ -74,5 +74,4 @@ class ReplicaModel:
         self.busy_s += seconds
         self.batch_sizes.append(len(requests))
         share = seconds / len(requests)
-        return [SteeredOutput(t, s, p, o, share, len(requests))
-                for t, s, p, o in zip(texts, scored, perplexities, overlaps)]
+        return [SteeredOutput(t, p, o, share, len(requests)) for t, p, o in zip(texts, perplexities, overlaps)]

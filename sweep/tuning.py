@@ -116,15 +116,15 @@ def run_study(config: dict[str, Any], settings: StudySettings, replicas: list) -
 
 def _report(study: optuna.Study, rows: list[dict], finished: list[dict]) -> None:
     """One Tune result per finished Optuna trial; the checkpoint goes with the last of them."""
-    for row in finished[:-1]:
-        tune.report({k: v for k, v in row.items() if k != "text"})
+    metrics = [{k: v for k, v in row.items() if k != "text"} for row in finished]
+    for row_metrics in metrics[:-1]:
+        tune.report(row_metrics)
     with tempfile.TemporaryDirectory() as folder:
         # Optuna's own state (sampler RNG included) is pickled into Tune's checkpoint inside the run
         # directory, so a resumed study asks exactly what an uninterrupted one would.
         (Path(folder) / STUDY_FILE).write_bytes(pickle.dumps(study))
         (Path(folder) / ROWS_FILE).write_text(json.dumps(rows))
-        tune.report({k: v for k, v in finished[-1].items() if k != "text"},
-                    checkpoint=tune.Checkpoint.from_directory(folder))
+        tune.report(metrics[-1], checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _restore(settings: StudySettings, prompt_id: int, method: str) -> tuple[optuna.Study, list[dict]]:

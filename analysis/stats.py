@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,46 @@ class PairedResult:
     p_value: float
 
 
+def _check_level(level: float) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+
+
+def _z(level: float) -> float:
+    """The two-sided standard normal quantile for `level` (1.95996... at 0.95)."""
+    _check_level(level)
+    return NormalDist().inv_cdf((1 + level) / 2)
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> Interval:
+    """Wilson score interval for the proportion successes / n (Wilson 1927; Newcombe 1998, method 3).
+
+    The bounds are the proportions whose score test at `level` just fails to reject:
+    (x + z²/2 ± z sqrt(x(n-x)/n + z²/4)) / (n + z²), with z the normal quantile for `level`. Unlike the
+    percentile bootstrap (and the Wald interval) it has non-zero width at 0/n and n/n (0/8 gives
+    [0, 0.324]), and it keeps near-nominal coverage for shares near 0 or 1 and small n. The bound on
+    the side of an observed 0 or n is exactly 0 or 1.
+    """
+    if int(successes) != successes or int(n) != n:
+        raise ValueError(f"successes and n must be integers, got {successes!r}, {n!r}")
+    successes, n = int(successes), int(n)
+    if n <= 0:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n] = [0, {n}], got {successes}")
+    z = _z(level)
+    centre = successes + z * z / 2
+    half = z * math.sqrt(successes * (n - successes) / n + z * z / 4)
+    low = 0.0 if successes == 0 else max(0.0, (centre - half) / (n + z * z))
+    high = 1.0 if successes == n else min(1.0, (centre + half) / (n + z * z))
+    return Interval(successes / n, low, high)
+
+
+def _share(flags: Sequence[bool], level: float = 0.95) -> Interval:
+    """Wilson interval of the share of true values in `flags` (non-empty)."""
+    return wilson_interval(sum(1 for flag in flags if flag), len(flags), level)
+
+
 def _as_sample(values: Sequence[float]) -> np.ndarray:
     """A non-empty 1-D float array, or ValueError: a bootstrap of nothing has no meaning."""
     sample = np.asarray(values, dtype=float)
@@ -88,8 +129,7 @@ def _resampled(sample: np.ndarray, statistic: Callable[..., Any], resamples: int
 
 def _percentile_interval(estimate: float, replicates: np.ndarray, level: float) -> Interval:
     """The percentile interval: the (1-level)/2 and (1+level)/2 quantiles of the bootstrap replicates."""
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    _check_level(level)
     low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
     return Interval(float(estimate), float(low), float(high))
 
@@ -101,12 +141,13 @@ def bootstrap_interval(
     seed: int = 0,
     level: float = 0.95,
 ) -> Interval:
-    """Percentile-bootstrap interval of `statistic` over `values` (e.g. 0/1 outcomes for a rate).
+    """Percentile-bootstrap interval of `statistic` over `values` (for means of per-prompt scores).
 
-    The percentile bootstrap makes no normality assumption, so it suits both shares near 0 (the
-    baseline's 1.2%) and bounded, skewed scores. With 260 prompts and 2000 resamples a rate's bounds
-    move between seeds by about one prompt (0.4 points); the seed makes reports reproducible. A single value gives
-    a zero-width interval at that value (every resample is the same); no values raise ValueError.
+    The percentile bootstrap makes no normality assumption, so it suits bounded, skewed scores. With 260
+    prompts and 2000 resamples the bounds move a little between seeds; the seed makes reports
+    reproducible. A constant sample (or a single value) gives a zero-width interval at that value, as
+    every resample is the same: right for a mean of identical scores, wrong for a proportion, where 0/8
+    does not mean the rate is exactly 0 - use `wilson_interval` for shares. No values raise ValueError.
     """
     sample = _as_sample(values)
     replicates = _resampled(sample, statistic, resamples, seed)
@@ -159,11 +200,12 @@ def method_intervals(
     seed: int,
     resamples: int = 2000,
 ) -> dict[str, Interval]:
-    """Bootstrap intervals for one method's table column, given per-prompt overlap, judge score and grade.
+    """95% intervals for one method's table column, given per-prompt overlap, judge score and grade.
 
     Keys follow `MethodSummary`: accuracy (composite >= ACCURACY_THRESHOLD), overlap_ge_05, judge_ge_4,
-    composite_mean, overlap_mean, plus simpleqa_correct (share graded CORRECT). Every metric uses the same
-    seed, hence the same resampled prompt sets, so the intervals describe one consistent set of replicates.
+    composite_mean, overlap_mean, plus simpleqa_correct (share graded CORRECT). Shares get Wilson
+    intervals (non-zero width at 0% and 100%); the two means get a seeded percentile bootstrap, both
+    from the same seed, hence the same resampled prompt sets.
     """
     n = len(overlap)
     if n == 0 or len(judge_score) != n or len(grades) != n:
@@ -174,12 +216,11 @@ def method_intervals(
     if unknown:
         raise ValueError(f"unknown SimpleQA grades: {sorted(unknown)}")
     composites = [composite(o, s) for o, s in zip(overlap, judge_score)]
-    samples = {
-        "accuracy": [c >= ACCURACY_THRESHOLD for c in composites],
-        "overlap_ge_05": [o >= OVERLAP_BAR for o in overlap],
-        "judge_ge_4": [s >= JUDGE_BAR for s in judge_score],
-        "composite_mean": composites,
-        "overlap_mean": list(overlap),
-        "simpleqa_correct": [g == CORRECT for g in grades],
+    return {
+        "accuracy": _share([c >= ACCURACY_THRESHOLD for c in composites]),
+        "overlap_ge_05": _share([o >= OVERLAP_BAR for o in overlap]),
+        "judge_ge_4": _share([s >= JUDGE_BAR for s in judge_score]),
+        "composite_mean": bootstrap_interval(composites, resamples=resamples, seed=seed),
+        "overlap_mean": bootstrap_interval(list(overlap), resamples=resamples, seed=seed),
+        "simpleqa_correct": _share([g == CORRECT for g in grades]),
     }
-    return {name: bootstrap_interval(values, resamples=resamples, seed=seed) for name, values in samples.items()}

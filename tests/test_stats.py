@@ -1,13 +1,75 @@
-"""Tests for analysis.stats: hand-computed McNemar p-values, bootstrap intervals on known samples,
-paired bootstrap on known shifts, per-method intervals and input validation."""
+"""Tests for analysis.stats: hand-computed Wilson intervals and McNemar p-values, bootstrap intervals on
+known samples, paired bootstrap on known shifts, per-method intervals and input validation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from analysis.stats import Interval, bootstrap_interval, mcnemar, method_intervals, paired_bootstrap
+from analysis.stats import (
+    Interval,
+    bootstrap_interval,
+    mcnemar,
+    method_intervals,
+    paired_bootstrap,
+    wilson_interval,
+)
 from analysis.tables import summarise
+
+
+# z for 95%: NormalDist().inv_cdf(0.975) = 1.959964, z² = 3.841459. Wilson bounds:
+# (x + z²/2 ± z sqrt(x(n-x)/n + z²/4)) / (n + z²).
+
+
+def test_wilson_half() -> None:
+    # 50/100: centre (50 + 1.920729) / 103.841459 = 0.5; half-width 1.959964 * sqrt(25 + 0.960365) / 103.841459
+    # = 1.959964 * 5.095132 / 103.841459 = 0.096168 -> [0.403832, 0.596168].
+    interval = wilson_interval(50, 100)
+    assert interval.estimate == 0.5
+    assert interval.low == pytest.approx(0.403832, abs=1e-6)
+    assert interval.high == pytest.approx(0.596168, abs=1e-6)
+
+
+def test_wilson_four_of_five() -> None:
+    # 4/5: x(n-x)/n = 0.8; sqrt(0.8 + 0.960365) = 1.326788; centre 4 + 1.920729 = 5.920729;
+    # (5.920729 ∓ 1.959964 * 1.326788) / 8.841459 = (5.920729 ∓ 2.600457) / 8.841459 = [0.375535, 0.963776].
+    interval = wilson_interval(4, 5)
+    assert interval.estimate == pytest.approx(0.8)
+    assert interval.low == pytest.approx(0.375535, abs=1e-6)
+    assert interval.high == pytest.approx(0.963776, abs=1e-6)
+
+
+def test_wilson_zero_and_all_have_width() -> None:
+    # 0/8: low 0; high (0 + 1.920729 + 1.959964 * sqrt(0.960365)) / 11.841459 = 3.841459 / 11.841459 = 0.324408.
+    zero = wilson_interval(0, 8)
+    assert (zero.estimate, zero.low) == (0.0, 0.0)
+    assert zero.high == pytest.approx(0.324408, abs=1e-6)
+    assert zero.fmt(percent=True) == "0.0% [0.0, 32.4]"
+    # 8/8 mirrors it: [1 - 0.324408, 1].
+    full = wilson_interval(8, 8)
+    assert (full.estimate, full.high) == (1.0, 1.0)
+    assert full.low == pytest.approx(1 - 0.324408, abs=1e-6)
+    assert full.fmt(percent=True) == "100.0% [67.6, 100.0]"
+
+
+def test_wilson_level() -> None:
+    # 90%: z = 1.644854, z² = 2.705543; 0/8 high = z² / (8 + z²) = 2.705543 / 10.705543 = 0.252724.
+    assert wilson_interval(0, 8, level=0.9).high == pytest.approx(0.252724, abs=1e-6)
+    # A higher level widens the interval.
+    assert wilson_interval(3, 10, level=0.99).low < wilson_interval(3, 10).low
+
+
+def test_wilson_validation() -> None:
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        wilson_interval(0, 0)
+    with pytest.raises(ValueError, match=r"successes must be in \[0, n\]"):
+        wilson_interval(9, 8)
+    with pytest.raises(ValueError, match=r"successes must be in \[0, n\]"):
+        wilson_interval(-1, 8)
+    with pytest.raises(ValueError, match="integers"):
+        wilson_interval(2.5, 8)
+    with pytest.raises(ValueError, match="level"):
+        wilson_interval(2, 8, level=0.0)
 
 
 def test_mcnemar_hand_case() -> None:
@@ -129,6 +191,28 @@ def test_method_intervals_estimates_are_the_plain_rates() -> None:
         assert intervals[name].estimate == pytest.approx(value), name
         assert intervals[name].low <= intervals[name].estimate <= intervals[name].high, name
     assert expected["accuracy"] == pytest.approx(0.8) and expected["composite_mean"] == pytest.approx(0.539)
+
+
+def test_method_intervals_wilson_for_shares_bootstrap_for_means() -> None:
+    intervals = method_intervals(HAND_OVERLAP, HAND_SCORE, HAND_GRADES, seed=0)
+    # Shares: accuracy 4/5, overlap >= 0.5 2/5, judge >= 4 3/5, CORRECT 2/5, each the Wilson interval.
+    for name, successes in (("accuracy", 4), ("overlap_ge_05", 2), ("judge_ge_4", 3), ("simpleqa_correct", 2)):
+        assert intervals[name] == wilson_interval(successes, 5), name
+    assert intervals["accuracy"].low == pytest.approx(0.375535, abs=1e-6)  # see test_wilson_four_of_five
+    # Means: the seeded bootstrap of the per-prompt composites and overlaps.
+    composites = [0.5 * o + 0.1 * s for o, s in zip(HAND_OVERLAP, HAND_SCORE)]
+    assert intervals["composite_mean"] == bootstrap_interval(composites, seed=0)
+    assert intervals["overlap_mean"] == bootstrap_interval(HAND_OVERLAP, seed=0)
+
+
+def test_method_intervals_all_wrong_share_has_width() -> None:
+    # Eight prompts, none accurate, none CORRECT: the bootstrap gave [0, 0]; Wilson gives [0, 32.4%].
+    intervals = method_intervals([0.0] * 8, [1] * 8, ["INCORRECT"] * 8, seed=0)
+    assert intervals["accuracy"].fmt(percent=True) == "0.0% [0.0, 32.4]"
+    assert intervals["simpleqa_correct"].fmt(percent=True) == "0.0% [0.0, 32.4]"
+    # The mean of a constant sample keeps its zero-width bootstrap interval: 0.5 * 0 + 0.5 * 1/5 = 0.1.
+    mean = intervals["composite_mean"]
+    assert mean.low == mean.high == pytest.approx(0.1)
 
 
 def test_method_intervals_validation() -> None:

@@ -193,6 +193,28 @@ def paired_bootstrap(
     return PairedResult(difference, _percentile_interval(difference, replicates, level), p_value)
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (Holm 1979), in the input order.
+
+    With m p-values sorted ascending, the i-th smallest (i from 0) is multiplied by m - i, capped at 1,
+    and made non-decreasing along the sorted order (step-down: a p-value's adjustment is at least that
+    of any smaller one). Rejecting where adjusted p <= alpha controls the family-wise error rate at alpha
+    under any dependence between the tests, which matters here as all comparisons share prompts.
+    Ties get equal adjusted values. NaN or values outside [0, 1] raise ValueError.
+    """
+    values = [float(p) for p in p_values]
+    bad = [p for p in values if not 0.0 <= p <= 1.0]  # also catches NaN
+    if bad:
+        raise ValueError(f"p-values must be in [0, 1], got {bad}")
+    m = len(values)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(sorted(range(m), key=values.__getitem__)):
+        running = max(running, min(1.0, (m - rank) * values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
 def method_intervals(
     overlap: Sequence[float],
     judge_score: Sequence[float],

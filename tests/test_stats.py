@@ -9,6 +9,7 @@ import pytest
 from analysis.stats import (
     Interval,
     bootstrap_interval,
+    holm,
     mcnemar,
     method_intervals,
     paired_bootstrap,
@@ -166,6 +167,34 @@ def test_paired_bootstrap_noisy_no_effect_and_validation() -> None:
         paired_bootstrap([0.1, 0.2], [0.1])
     with pytest.raises(ValueError, match="non-empty"):
         paired_bootstrap([], [])
+
+
+def test_holm_hand_case() -> None:
+    # Sorted: 0.005 * 4 = 0.02, 0.01 * 3 = 0.03, 0.03 * 2 = 0.06, 0.04 * 1 = 0.04 -> raised to 0.06 (step-down
+    # monotonicity). Back in input order [0.01, 0.04, 0.03, 0.005]: [0.03, 0.06, 0.06, 0.02].
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_cap_and_order() -> None:
+    # 0.3 * 3 = 0.9, 0.4 * 2 = 0.8 -> 0.9, 0.6 * 1 = 0.6 -> 0.9; and 0.5 * 3 = 1.5 capped at 1.
+    assert holm([0.6, 0.3, 0.4]) == pytest.approx([0.9, 0.9, 0.9])
+    assert holm([0.5, 0.9, 0.7]) == [1.0, 1.0, 1.0]
+
+
+def test_holm_edge_cases() -> None:
+    assert holm([]) == []
+    assert holm([0.04]) == [0.04]  # one test: nothing to correct
+    # Ties: 0.02 * 3 = 0.06 for both (the second, 0.02 * 2 = 0.04, is raised to 0.06); 0.5 * 1 -> 0.5.
+    assert holm([0.02, 0.5, 0.02]) == pytest.approx([0.06, 0.5, 0.06])
+    # Values of 1 stay 1 and do not disturb the others: 0.01 * 3 = 0.03.
+    assert holm([1.0, 0.01, 1.0]) == pytest.approx([1.0, 0.03, 1.0])
+    assert holm([0.0, 0.0]) == [0.0, 0.0]
+
+
+def test_holm_validation() -> None:
+    for bad in ([0.1, 1.5], [-0.1], [float("nan")]):
+        with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+            holm(bad)
 
 
 # Same five prompts as tests/test_paper_table.py: accuracy 4/5, overlap >= 0.5 2/5, judge >= 4 3/5,

@@ -45,20 +45,42 @@ class Interval:
 
 @dataclass(frozen=True)
 class McNemarResult:
-    """Discordant pair counts (b01: a false, b true; b10: a true, b false) and the exact two-sided p."""
+    """Paired yes/no outcomes of methods a and b on n prompts.
+
+    b01: prompts where a is false and b true; b10: a true, b false (the discordant pairs); p_value: exact
+    two-sided McNemar p. difference: p_b - p_a = (b01 - b10) / n, the change in the share of yes;
+    interval: its Newcombe (method 10) interval, whose estimate equals `difference`. With n = 0 the
+    difference and the interval's bounds are NaN.
+    """
 
     b01: int
     b10: int
     p_value: float
+    n: int
+    difference: float
+    interval: Interval
 
 
 @dataclass(frozen=True)
 class PairedResult:
-    """Mean per-prompt difference b - a, its bootstrap interval and a two-sided bootstrap p-value."""
+    """Mean per-prompt difference b - a, its bootstrap interval, a two-sided bootstrap p-value and
+    Cohen's d_z (the mean difference in standard deviations of the per-prompt differences; see `cohens_dz`)."""
 
     difference: float
     interval: Interval
     p_value: float
+    d_z: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Methods a and b on the same n prompts: `proportion` for a yes/no outcome (accurate or CORRECT),
+    `score` for a per-prompt score (composite). Both effects read b - a; p-values are unadjusted, so
+    pass every p-value of a report through `holm` together."""
+
+    n: int
+    proportion: McNemarResult
+    score: PairedResult
 
 
 def _check_level(level: float) -> None:
@@ -154,24 +176,102 @@ def bootstrap_interval(
     return _percentile_interval(float(statistic(sample)), replicates, level)
 
 
-def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> McNemarResult:
-    """Exact two-sided McNemar test of paired yes/no outcomes of two methods on the same prompts.
+def paired_difference_interval(
+    both: int, only_a: int, only_b: int, neither: int, level: float = 0.95
+) -> Interval:
+    """Interval for p_b - p_a from a paired 2x2 table, by Newcombe's method 10 (Newcombe 1998, "Improved
+    confidence intervals for the difference between binomial proportions based on paired data",
+    Stat. Med. 17:2635-2650; as in Fagerland, Lydersen & Laake 2017, ch. 8, "Newcombe square-and-add").
+
+    Counts: both yes, only a yes, only b yes, neither. With p_b, p_a the two marginal shares, (l_b, u_b)
+    and (l_a, u_a) their Wilson intervals and d = p_b - p_a = (only_b - only_a) / n:
+        low  = d - sqrt((p_b - l_b)² + (u_a - p_a)² - 2 phi (p_b - l_b)(u_a - p_a))
+        high = d + sqrt((u_b - p_b)² + (p_a - l_a)² - 2 phi (u_b - p_b)(p_a - l_a))
+    where phi corrects for the pairing: with A = both * neither - only_a * only_b and P the product of
+    the four marginal totals, phi = (A - n/2) / sqrt(P) if A > n/2, 0 if 0 <= A <= n/2, A / sqrt(P) if
+    A < 0, and 0 if a marginal total is 0. Chosen over the Wald interval because it stays inside
+    [-1, 1], keeps width with few or no discordant pairs, and has near-nominal coverage there. It is not
+    the inversion of the exact McNemar test, so near alpha the two can disagree on whether 0 is excluded.
+    """
+    counts = (both, only_a, only_b, neither)
+    if any(int(c) != c or c < 0 for c in counts):
+        raise ValueError(f"counts must be non-negative integers, got {counts}")
+    both, only_a, only_b, neither = (int(c) for c in counts)
+    n = both + only_a + only_b + neither
+    if n == 0:
+        raise ValueError("need at least one pair")
+    b_yes, a_yes = both + only_b, both + only_a
+    p_b, p_a = b_yes / n, a_yes / n
+    wilson_b, wilson_a = wilson_interval(b_yes, n, level), wilson_interval(a_yes, n, level)
+    product = b_yes * (n - b_yes) * a_yes * (n - a_yes)
+    cross = both * neither - only_a * only_b
+    if product == 0 or 0 <= cross <= n / 2:
+        phi = 0.0
+    else:
+        phi = (cross - n / 2 if cross > 0 else cross) / math.sqrt(product)
+    difference = p_b - p_a
+
+    def spread(x: float, y: float) -> float:
+        return math.sqrt(max(0.0, x * x + y * y - 2 * phi * x * y))
+
+    low = difference - spread(p_b - wilson_b.low, wilson_a.high - p_a)
+    high = difference + spread(wilson_b.high - p_b, p_a - wilson_a.low)
+    return Interval(difference, max(-1.0, low), min(1.0, high))
+
+
+def mcnemar(a: Sequence[bool], b: Sequence[bool], level: float = 0.95) -> McNemarResult:
+    """Exact two-sided McNemar test of paired yes/no outcomes of two methods on the same prompts, with
+    the difference in the share of yes, p_b - p_a, and its `paired_difference_interval` at `level`.
 
     Only discordant prompts (one method right, the other wrong) carry information about a difference;
     under the null each is equally likely to favour either method, so b01 ~ Binomial(b01 + b10, 1/2).
     The exact binomial tail is used rather than the chi-squared approximation because discordant counts
     here are small (tens of prompts), where the approximation is poor. p = min(1, 2 * P(X <= min)),
-    computed exactly with integer binomial coefficients; 1.0 when no prompt is discordant.
+    computed exactly with integer binomial coefficients; 1.0 when no prompt is discordant. The p-value
+    says whether there is a difference, the interval how large it could be (a rate change in points,
+    read against the discordant counts, which show how many prompts the difference rests on).
     """
     if len(a) != len(b):
         raise ValueError(f"paired outcomes need equal lengths: {len(a)} vs {len(b)}")
+    _check_level(level)
     b01 = sum(1 for x, y in zip(a, b) if not x and y)
     b10 = sum(1 for x, y in zip(a, b) if x and not y)
+    both = sum(1 for x, y in zip(a, b) if x and y)
+    n = len(a)
+    if n == 0:
+        nan = float("nan")
+        return McNemarResult(0, 0, 1.0, 0, nan, Interval(nan, nan, nan))
+    interval = paired_difference_interval(both, b10, b01, n - both - b01 - b10, level)
     discordant = b01 + b10
     if discordant == 0:
-        return McNemarResult(b01, b10, 1.0)
-    tail = sum(math.comb(discordant, k) for k in range(min(b01, b10) + 1))
-    return McNemarResult(b01, b10, min(1.0, 2 * tail / 2**discordant))
+        p_value = 1.0
+    else:
+        tail = sum(math.comb(discordant, k) for k in range(min(b01, b10) + 1))
+        p_value = min(1.0, 2 * tail / 2**discordant)
+    return McNemarResult(b01, b10, p_value, n, interval.estimate, interval)
+
+
+def cohens_dz(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cohen's d_z for paired scores: mean(b - a) / sd(b - a), the sd with n - 1 (Cohen 1988; Lakens 2013).
+
+    It says how large the mean per-prompt change is relative to how much the change varies between
+    prompts (about 0.2 small, 0.5 medium, 0.8 large by Cohen's rough labels), so score effects on
+    different scales can be set side by side. When the differences do not vary (sd <= 1e-12 times the
+    largest |difference|, to absorb rounding) it is 0.0 if they are all zero (identical arms) and NaN
+    otherwise (a constant shift has no finite standardised size: read the raw difference); NaN for a
+    single pair, whose sd is undefined. Empty or unequal inputs raise ValueError.
+    """
+    first, second = _as_sample(a), _as_sample(b)
+    if first.size != second.size:
+        raise ValueError(f"paired values need equal lengths: {first.size} vs {second.size}")
+    differences = second - first
+    if differences.size < 2:
+        return float("nan")
+    scale = float(np.max(np.abs(differences)))
+    sd = float(np.std(differences, ddof=1))
+    if sd <= 1e-12 * scale:
+        return 0.0 if scale == 0.0 else float("nan")
+    return float(np.mean(differences)) / sd
 
 
 def paired_bootstrap(
@@ -182,6 +282,7 @@ def paired_bootstrap(
     Prompts are resampled as pairs, so each method's score stays with its prompt and per-prompt
     difficulty cancels. p = 2 * min(share of resampled mean differences <= 0, share >= 0), clipped to 1:
     identical inputs give 1.0; 0.0 means no resample crossed zero, i.e. p below 1 / resamples.
+    d_z is `cohens_dz(a, b)`.
     """
     first, second = _as_sample(a), _as_sample(b)
     if first.size != second.size:
@@ -190,7 +291,33 @@ def paired_bootstrap(
     replicates = _resampled(differences, np.mean, resamples, seed)
     difference = float(np.mean(differences))
     p_value = min(1.0, 2 * min(float(np.mean(replicates <= 0)), float(np.mean(replicates >= 0))))
-    return PairedResult(difference, _percentile_interval(difference, replicates, level), p_value)
+    interval = _percentile_interval(difference, replicates, level)
+    return PairedResult(difference, interval, p_value, cohens_dz(first, second))
+
+
+def paired_comparison(
+    a_correct: Sequence[bool],
+    b_correct: Sequence[bool],
+    a_scores: Sequence[float],
+    b_scores: Sequence[float],
+    seed: int,
+    resamples: int = 2000,
+    level: float = 0.95,
+) -> Comparison:
+    """Compare methods a and b on the same prompts, in the same order: `mcnemar` on the yes/no outcomes
+    and `paired_bootstrap` (with d_z) on the scores. All four sequences must have one entry per prompt.
+    """
+    n = len(a_correct)
+    if n == 0 or any(len(x) != n for x in (b_correct, a_scores, b_scores)):
+        raise ValueError(
+            "paired comparison needs equal lengths (>0): "
+            f"{n}, {len(b_correct)}, {len(a_scores)}, {len(b_scores)}"
+        )
+    return Comparison(
+        n,
+        mcnemar(a_correct, b_correct, level),
+        paired_bootstrap(a_scores, b_scores, resamples=resamples, seed=seed, level=level),
+    )
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -9,10 +9,13 @@ import pytest
 from analysis.stats import (
     Interval,
     bootstrap_interval,
+    cohens_dz,
     holm,
     mcnemar,
     method_intervals,
     paired_bootstrap,
+    paired_comparison,
+    paired_difference_interval,
     wilson_interval,
 )
 from analysis.tables import summarise
@@ -84,6 +87,25 @@ def test_mcnemar_hand_case() -> None:
     assert mcnemar(b, a).p_value == pytest.approx(22 / 1024, abs=1e-12)  # symmetric in the two methods
 
 
+def test_mcnemar_effect_size() -> None:
+    # Same table as test_mcnemar_hand_case: both right 3, only a 9, only b 1, neither 2, n = 15.
+    # p_b - p_a = (1 - 9) / 15 = -0.5333, with the Newcombe interval of that table.
+    a = [False] * 1 + [True] * 9 + [True] * 3 + [False] * 2
+    b = [True] * 1 + [False] * 9 + [True] * 3 + [False] * 2
+    result = mcnemar(a, b)
+    assert result.n == 15
+    assert result.difference == pytest.approx(-8 / 15)
+    assert result.interval == paired_difference_interval(both=3, only_a=9, only_b=1, neither=2)
+    assert result.interval.low < result.difference < result.interval.high < 0
+    # Swapping the methods negates the difference and mirrors the interval.
+    swapped = mcnemar(b, a)
+    assert swapped.difference == pytest.approx(8 / 15)
+    assert (swapped.interval.low, swapped.interval.high) == pytest.approx((-result.interval.high, -result.interval.low))
+    # A higher level widens it.
+    wide = mcnemar(a, b, level=0.99).interval
+    assert wide.low < result.interval.low and wide.high > result.interval.high
+
+
 def test_mcnemar_balanced_and_no_discordant() -> None:
     # b01 = b10 = 3: 2 * sum_{k<=3} C(6, k) / 64 = 2 * 42 / 64 > 1, clipped to 1.
     a = [True] * 3 + [False] * 3
@@ -92,12 +114,82 @@ def test_mcnemar_balanced_and_no_discordant() -> None:
     # Identical outcomes: no discordant pairs, no evidence either way.
     same = mcnemar([True, False, True], [True, False, True])
     assert (same.b01, same.b10, same.p_value) == (0, 0, 1.0)
-    assert mcnemar([], []).p_value == 1.0
+    assert same.difference == 0.0 and same.interval.low < 0 < same.interval.high
+    empty = mcnemar([], [])
+    assert (empty.p_value, empty.n) == (1.0, 0)
+    assert np.isnan(empty.difference) and np.isnan(empty.interval.low) and np.isnan(empty.interval.high)
 
 
 def test_mcnemar_lengths_must_match() -> None:
     with pytest.raises(ValueError, match="equal lengths"):
         mcnemar([True, False], [True])
+
+
+def test_paired_difference_interval_hand_case() -> None:
+    # both 2, only a 1, only b 5, neither 2 (n = 10): p_b = 7/10, p_a = 3/10, d = 0.4.
+    # Wilson 7/10 = [0.396778, 0.892209], 3/10 = [0.107791, 0.603222].
+    # A = 2 * 2 - 1 * 5 = -1 < 0, so phi = -1 / sqrt(7 * 3 * 3 * 7) = -1/21.
+    # low  = 0.4 - sqrt(0.303222² + 0.303222² + 2/21 * 0.303222²) = 0.4 - sqrt(0.192644) = -0.038912
+    # high = 0.4 + sqrt(0.192209² + 0.192209² + 2/21 * 0.192209²) = 0.4 + sqrt(0.077407) = 0.678221
+    interval = paired_difference_interval(both=2, only_a=1, only_b=5, neither=2)
+    assert interval.estimate == pytest.approx(0.4)
+    assert interval.low == pytest.approx(-0.038912, abs=1e-6)
+    assert interval.high == pytest.approx(0.678221, abs=1e-6)
+
+
+def test_paired_difference_interval_phi_cases() -> None:
+    # both 3, only a 2, only b 2, neither 3: A = 9 - 4 = 5 <= n/2 = 5, so phi = 0; p_a = p_b = 0.5, d = 0;
+    # Wilson 5/10 low = 0.236593, so the bounds are ± sqrt(2) * (0.5 - 0.236593) = ± 0.372514.
+    even = paired_difference_interval(both=3, only_a=2, only_b=2, neither=3)
+    assert even.estimate == 0.0
+    assert (even.low, even.high) == pytest.approx((-0.372514, 0.372514), abs=1e-6)
+    # No discordant pairs, both 5, neither 5: A = 25 > n/2 = 5, phi = (25 - 5) / sqrt(5^4) = 0.8;
+    # bounds ± sqrt(2 - 1.6) * 0.263407 = ± 0.166593: narrower than the unpaired 0.372514, but not zero.
+    concordant = paired_difference_interval(both=5, only_a=0, only_b=0, neither=5)
+    assert (concordant.low, concordant.high) == pytest.approx((-0.166593, 0.166593), abs=1e-6)
+    # All eight yes for both: a marginal total is 0, so phi = 0; p - l = 1 - 0.675592 = 0.324408 (Wilson 8/8),
+    # u - p = 0: bounds -sqrt(0.324408² + 0) and +sqrt(0 + 0.324408²).
+    ceiling = paired_difference_interval(both=8, only_a=0, only_b=0, neither=0)
+    assert (ceiling.low, ceiling.high) == pytest.approx((-0.324408, 0.324408), abs=1e-6)
+
+
+def test_paired_difference_interval_published_case() -> None:
+    # Fagerland, Lydersen & Laake (2017), ch. 8, Cavo et al. (2012): table [[59, 6], [16, 80]]; their
+    # Newcombe square-and-add interval for p_row - p_col is -0.0621 [-0.1186, -0.0046]. Row = b, column = a.
+    interval = paired_difference_interval(both=59, only_a=16, only_b=6, neither=80)
+    assert interval.estimate == pytest.approx(-10 / 161)
+    assert (interval.low, interval.high) == pytest.approx((-0.1186, -0.0046), abs=5e-5)
+
+
+def test_paired_difference_interval_validation() -> None:
+    with pytest.raises(ValueError, match="at least one pair"):
+        paired_difference_interval(0, 0, 0, 0)
+    with pytest.raises(ValueError, match="non-negative integers"):
+        paired_difference_interval(1, -1, 0, 0)
+    with pytest.raises(ValueError, match="non-negative integers"):
+        paired_difference_interval(1, 0.5, 0, 0)
+    with pytest.raises(ValueError, match="level"):
+        paired_difference_interval(1, 1, 1, 1, level=1.5)
+
+
+def test_cohens_dz_hand_cases() -> None:
+    # Differences 0.2, 0.1, 0.3: mean 0.2, sd (n - 1) sqrt((0 + 0.01 + 0.01) / 2) = 0.1, d_z = 2.
+    assert cohens_dz([0.1, 0.2, 0.3], [0.3, 0.3, 0.6]) == pytest.approx(2.0)
+    # Differences 1, -1, 0, 2: mean 0.5, squared deviations 0.25 + 2.25 + 0.25 + 2.25 = 5, sd sqrt(5/3) = 1.290994,
+    # d_z = 0.387298; reversing the arms flips the sign.
+    assert cohens_dz([0, 1, 0, 0], [1, 0, 0, 2]) == pytest.approx(0.387298, abs=1e-6)
+    assert cohens_dz([1, 0, 0, 2], [0, 1, 0, 0]) == pytest.approx(-0.387298, abs=1e-6)
+
+
+def test_cohens_dz_degenerate_cases() -> None:
+    assert cohens_dz([0.2, 0.5, 0.9], [0.2, 0.5, 0.9]) == 0.0  # identical arms: no effect
+    a = list(np.random.default_rng(5).random(40))
+    assert np.isnan(cohens_dz(a, [x + 0.1 for x in a]))  # constant shift (up to rounding): sd 0, undefined
+    assert np.isnan(cohens_dz([0.1], [0.4]))  # one pair: sd undefined
+    with pytest.raises(ValueError, match="equal lengths"):
+        cohens_dz([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="non-empty"):
+        cohens_dz([], [])
 
 
 def test_bootstrap_constant_sample_is_zero_width() -> None:
@@ -147,6 +239,7 @@ def test_paired_bootstrap_shift() -> None:
     assert result.difference == pytest.approx(0.1)
     assert result.interval.low == pytest.approx(0.1) and result.interval.high == pytest.approx(0.1)
     assert result.p_value < 0.01
+    assert np.isnan(result.d_z)  # the differences do not vary: no finite standardised effect
 
 
 def test_paired_bootstrap_identical() -> None:
@@ -155,6 +248,7 @@ def test_paired_bootstrap_identical() -> None:
     result = paired_bootstrap(a, a)
     assert result.difference == 0.0
     assert result.p_value == 1.0
+    assert result.d_z == 0.0
 
 
 def test_paired_bootstrap_noisy_no_effect_and_validation() -> None:
@@ -195,6 +289,34 @@ def test_holm_validation() -> None:
     for bad in ([0.1, 1.5], [-0.1], [float("nan")]):
         with pytest.raises(ValueError, match=r"in \[0, 1\]"):
             holm(bad)
+
+
+def test_paired_bootstrap_d_z() -> None:
+    # Same differences as test_cohens_dz_hand_cases: 1, -1, 0, 2 -> d_z = 0.387298.
+    assert paired_bootstrap([0, 1, 0, 0], [1, 0, 0, 2]).d_z == pytest.approx(0.387298, abs=1e-6)
+
+
+def test_paired_comparison_combines_both_tests() -> None:
+    a_correct = [False] * 1 + [True] * 9 + [True] * 3 + [False] * 2
+    b_correct = [True] * 1 + [False] * 9 + [True] * 3 + [False] * 2
+    rng = np.random.default_rng(3)
+    a_scores = list(rng.random(15))
+    b_scores = [x - 0.2 + 0.1 * y for x, y in zip(a_scores, rng.random(15))]
+    comparison = paired_comparison(a_correct, b_correct, a_scores, b_scores, seed=4)
+    assert comparison.n == 15
+    assert comparison.proportion == mcnemar(a_correct, b_correct)
+    assert comparison.proportion.difference == pytest.approx(-8 / 15)
+    assert comparison.score == paired_bootstrap(a_scores, b_scores, seed=4)
+    assert comparison.score.difference < 0 and comparison.score.d_z < -1
+
+
+def test_paired_comparison_validation() -> None:
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_comparison([True, False], [True, True], [0.1, 0.2], [0.3], seed=0)
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_comparison([True], [True, True], [0.1, 0.2], [0.3, 0.4], seed=0)
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_comparison([], [], [], [], seed=0)
 
 
 # Same five prompts as tests/test_paper_table.py: accuracy 4/5, overlap >= 0.5 2/5, judge >= 4 3/5,

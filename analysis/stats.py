@@ -348,28 +348,39 @@ def method_intervals(
     grades: Sequence[str],
     seed: int,
     resamples: int = 2000,
+    degenerate: Sequence[bool] | None = None,
 ) -> dict[str, Interval]:
     """95% intervals for one method's table column, given per-prompt overlap, judge score and grade.
 
     Keys follow `MethodSummary`: accuracy (composite >= ACCURACY_THRESHOLD), overlap_ge_05, judge_ge_4,
-    composite_mean, overlap_mean, plus simpleqa_correct (share graded CORRECT). Shares get Wilson
-    intervals (non-zero width at 0% and 100%); the two means get a seeded percentile bootstrap, both
-    from the same seed, hence the same resampled prompt sets.
+    composite_mean, overlap_mean, plus simpleqa_correct (share graded CORRECT). Given per-prompt
+    `degenerate` flags (outputs judged degenerate, e.g. repetition loops), two more shares: degenerate,
+    and accuracy_fluent (accurate and not degenerate, over all prompts), so accuracy can be read net of
+    degenerate outputs that still clear the composite bar. Shares get Wilson intervals (non-zero
+    width at 0% and 100%); the two means get a seeded percentile bootstrap, both from the same seed,
+    hence the same resampled prompt sets.
     """
     n = len(overlap)
     if n == 0 or len(judge_score) != n or len(grades) != n:
         raise ValueError(
             f"need equally many overlaps, scores and grades (>0): {n}, {len(judge_score)}, {len(grades)}"
         )
+    if degenerate is not None and len(degenerate) != n:
+        raise ValueError(f"need equally many degenerate flags as overlaps: {len(degenerate)} vs {n}")
     unknown = set(grades) - _GRADES
     if unknown:
         raise ValueError(f"unknown SimpleQA grades: {sorted(unknown)}")
     composites = [composite(o, s) for o, s in zip(overlap, judge_score)]
-    return {
-        "accuracy": _share([c >= ACCURACY_THRESHOLD for c in composites]),
+    accurate = [c >= ACCURACY_THRESHOLD for c in composites]
+    intervals = {
+        "accuracy": _share(accurate),
         "overlap_ge_05": _share([o >= OVERLAP_BAR for o in overlap]),
         "judge_ge_4": _share([s >= JUDGE_BAR for s in judge_score]),
         "composite_mean": bootstrap_interval(composites, resamples=resamples, seed=seed),
         "overlap_mean": bootstrap_interval(list(overlap), resamples=resamples, seed=seed),
         "simpleqa_correct": _share([g == CORRECT for g in grades]),
     }
+    if degenerate is not None:
+        intervals["degenerate"] = _share([bool(d) for d in degenerate])
+        intervals["accuracy_fluent"] = _share([a and not d for a, d in zip(accurate, degenerate)])
+    return intervals

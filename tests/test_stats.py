@@ -366,7 +366,26 @@ def test_method_intervals_all_wrong_share_has_width() -> None:
     assert mean.low == mean.high == pytest.approx(0.1)
 
 
+def test_method_intervals_degenerate() -> None:
+    # Accurate (composite >= 0.6) on prompts 0, 1, 2, 4 (composites 0.6, 0.65, 0.6, 0.2, 0.645);
+    # degenerate on prompts 1 and 3. Degenerate share 2/5; accurate and not degenerate: prompts 0, 2, 4 = 3/5.
+    degenerate = [False, True, False, True, False]
+    intervals = method_intervals(HAND_OVERLAP, HAND_SCORE, HAND_GRADES, seed=0, degenerate=degenerate)
+    assert intervals["degenerate"] == wilson_interval(2, 5)
+    assert intervals["accuracy_fluent"] == wilson_interval(3, 5)
+    assert intervals["accuracy"] == wilson_interval(4, 5)  # the other keys are unchanged
+    plain = method_intervals(HAND_OVERLAP, HAND_SCORE, HAND_GRADES, seed=0)
+    assert {k: v for k, v in intervals.items() if k not in ("degenerate", "accuracy_fluent")} == plain
+    assert "degenerate" not in plain and "accuracy_fluent" not in plain
+    # No degenerate output: 0/5 has width, [0, 43.4%] (z² / (5 + z²) = 3.841459 / 8.841459 = 0.434482).
+    clean = method_intervals(HAND_OVERLAP, HAND_SCORE, HAND_GRADES, seed=0, degenerate=[False] * 5)
+    assert clean["degenerate"].high == pytest.approx(0.434482, abs=1e-6)
+    assert clean["accuracy_fluent"] == clean["accuracy"]
+
+
 def test_method_intervals_validation() -> None:
+    with pytest.raises(ValueError, match="degenerate flags"):
+        method_intervals(HAND_OVERLAP, HAND_SCORE, HAND_GRADES, seed=0, degenerate=[False] * 4)
     with pytest.raises(ValueError, match="equally many"):
         method_intervals(HAND_OVERLAP, HAND_SCORE[:4], HAND_GRADES, seed=0)
     with pytest.raises(ValueError, match="equally many"):

@@ -1,10 +1,19 @@
-"""Uncertainty for the paper-style table: bootstrap intervals and paired tests between methods.
+"""Uncertainty for the paper-style table: intervals, paired tests with effect sizes, and Holm's correction.
 
-The paper reports bare rates over 260 prompts with no intervals (method.md §9.6). Here every rate and mean
-gets a seeded percentile-bootstrap 95% interval, and two methods are compared on the same prompts with
-paired tests: exact McNemar for yes/no outcomes (accurate, SimpleQA correct) and a paired bootstrap for
-per-prompt scores (composite, overlap). Pairing matters: the methods answer the same questions, so
-per-prompt difficulty cancels in the differences, which an unpaired comparison of two rates ignores.
+The paper reports bare rates over 260 prompts with no intervals (method.md §9.6). Shares (accuracy,
+SimpleQA correct, ...) get Wilson score intervals: a bootstrap of an all-wrong arm resamples nothing but
+zeros and claims a rate of exactly 0, while Wilson says 0/8 is compatible with up to 32%; it also keeps
+near-nominal coverage near 0% and 100%, where the Wald interval fails. Means of per-prompt scores keep
+a seeded percentile bootstrap, which needs no normality for bounded, skewed scores.
+
+Two arms are compared on the same prompts with paired tests, so per-prompt difficulty cancels: exact
+McNemar for yes/no outcomes, a paired bootstrap for scores. A p-value alone says only whether arms
+differ, so each comes with an effect size: the change in a share in points (Newcombe's paired interval)
+beside the discordant counts it rests on, and for scores the mean difference with its interval and
+Cohen's d_z (that difference in units of its per-prompt spread). A report makes many comparisons
+(steered arms and controls against the baseline, several outcomes), so some small p-values are expected
+by chance; `holm` adjusts them together, controlling the chance of any false positive without assuming
+the tests independent (they share prompts) and rejecting at least as much as plain Bonferroni.
 Only numpy and the standard library are used.
 """
 
@@ -63,8 +72,8 @@ class McNemarResult:
 
 @dataclass(frozen=True)
 class PairedResult:
-    """Mean per-prompt difference b - a, its bootstrap interval, a two-sided bootstrap p-value and
-    Cohen's d_z (the mean difference in standard deviations of the per-prompt differences; see `cohens_dz`)."""
+    """Mean per-prompt difference b - a, its bootstrap interval, a two-sided bootstrap p-value and Cohen's
+    d_z (the mean difference in standard deviations of the per-prompt differences; see `cohens_dz`)."""
 
     difference: float
     interval: Interval

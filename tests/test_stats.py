@@ -26,7 +26,8 @@ from analysis.tables import summarise
 
 
 def test_wilson_half() -> None:
-    # 50/100: centre (50 + 1.920729) / 103.841459 = 0.5; half-width 1.959964 * sqrt(25 + 0.960365) / 103.841459
+    # 50/100: centre (50 + 1.920729) / 103.841459 = 0.5;
+    # half-width 1.959964 * sqrt(25 + 0.960365) / 103.841459
     # = 1.959964 * 5.095132 / 103.841459 = 0.096168 -> [0.403832, 0.596168].
     interval = wilson_interval(50, 100)
     assert interval.estimate == 0.5
@@ -36,7 +37,8 @@ def test_wilson_half() -> None:
 
 def test_wilson_four_of_five() -> None:
     # 4/5: x(n-x)/n = 0.8; sqrt(0.8 + 0.960365) = 1.326788; centre 4 + 1.920729 = 5.920729;
-    # (5.920729 ∓ 1.959964 * 1.326788) / 8.841459 = (5.920729 ∓ 2.600457) / 8.841459 = [0.375535, 0.963776].
+    # (5.920729 ∓ 1.959964 * 1.326788) / 8.841459 = (5.920729 ∓ 2.600457) / 8.841459
+    # = [0.375535, 0.963776].
     interval = wilson_interval(4, 5)
     assert interval.estimate == pytest.approx(0.8)
     assert interval.low == pytest.approx(0.375535, abs=1e-6)
@@ -44,7 +46,8 @@ def test_wilson_four_of_five() -> None:
 
 
 def test_wilson_zero_and_all_have_width() -> None:
-    # 0/8: low 0; high (0 + 1.920729 + 1.959964 * sqrt(0.960365)) / 11.841459 = 3.841459 / 11.841459 = 0.324408.
+    # 0/8: low 0; high (0 + 1.920729 + 1.959964 * sqrt(0.960365)) / 11.841459 = 3.841459 / 11.841459
+    # = 0.324408.
     zero = wilson_interval(0, 8)
     assert (zero.estimate, zero.low) == (0.0, 0.0)
     assert zero.high == pytest.approx(0.324408, abs=1e-6)
@@ -100,7 +103,8 @@ def test_mcnemar_effect_size() -> None:
     # Swapping the methods negates the difference and mirrors the interval.
     swapped = mcnemar(b, a)
     assert swapped.difference == pytest.approx(8 / 15)
-    assert (swapped.interval.low, swapped.interval.high) == pytest.approx((-result.interval.high, -result.interval.low))
+    mirrored = (-result.interval.high, -result.interval.low)
+    assert (swapped.interval.low, swapped.interval.high) == pytest.approx(mirrored)
     # A higher level widens it.
     wide = mcnemar(a, b, level=0.99).interval
     assert wide.low < result.interval.low and wide.high > result.interval.high
@@ -175,8 +179,8 @@ def test_paired_difference_interval_validation() -> None:
 def test_cohens_dz_hand_cases() -> None:
     # Differences 0.2, 0.1, 0.3: mean 0.2, sd (n - 1) sqrt((0 + 0.01 + 0.01) / 2) = 0.1, d_z = 2.
     assert cohens_dz([0.1, 0.2, 0.3], [0.3, 0.3, 0.6]) == pytest.approx(2.0)
-    # Differences 1, -1, 0, 2: mean 0.5, squared deviations 0.25 + 2.25 + 0.25 + 2.25 = 5, sd sqrt(5/3) = 1.290994,
-    # d_z = 0.387298; reversing the arms flips the sign.
+    # Differences 1, -1, 0, 2: mean 0.5, squared deviations 0.25 + 2.25 + 0.25 + 2.25 = 5,
+    # sd sqrt(5/3) = 1.290994, d_z = 0.5 / 1.290994 = 0.387298; reversing the arms flips the sign.
     assert cohens_dz([0, 1, 0, 0], [1, 0, 0, 2]) == pytest.approx(0.387298, abs=1e-6)
     assert cohens_dz([1, 0, 0, 2], [0, 1, 0, 0]) == pytest.approx(-0.387298, abs=1e-6)
 
@@ -347,7 +351,8 @@ def test_method_intervals_estimates_are_the_plain_rates() -> None:
 def test_method_intervals_wilson_for_shares_bootstrap_for_means() -> None:
     intervals = method_intervals(HAND_OVERLAP, HAND_SCORE, HAND_GRADES, seed=0)
     # Shares: accuracy 4/5, overlap >= 0.5 2/5, judge >= 4 3/5, CORRECT 2/5, each the Wilson interval.
-    for name, successes in (("accuracy", 4), ("overlap_ge_05", 2), ("judge_ge_4", 3), ("simpleqa_correct", 2)):
+    shares = (("accuracy", 4), ("overlap_ge_05", 2), ("judge_ge_4", 3), ("simpleqa_correct", 2))
+    for name, successes in shares:
         assert intervals[name] == wilson_interval(successes, 5), name
     assert intervals["accuracy"].low == pytest.approx(0.375535, abs=1e-6)  # see test_wilson_four_of_five
     # Means: the seeded bootstrap of the per-prompt composites and overlaps.

@@ -104,7 +104,7 @@ def _z(level: float) -> float:
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> Interval:
-    """Wilson score interval for the proportion successes / n (Wilson 1927; Newcombe 1998, method 3).
+    """Wilson score interval for the proportion successes / n (Wilson 1927; Newcombe 1998, Stat. Med. 17:857, method 3).
 
     The bounds are the proportions whose score test at `level` just fails to reject:
     (x + z²/2 ± z sqrt(x(n-x)/n + z²/4)) / (n + z²), with z the normal quantile for `level`. Unlike the

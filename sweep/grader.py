@@ -30,12 +30,14 @@ committed answer and lets correct detail follow it. The gold's form picks the ma
 
 Across types: the first candidate not negated is the committed answer. A second, different candidate for the
 same slot ("1693 or 1694", "either X or Y", "1691, 1692, 1693", "X. Or it could be Y") is INCORRECT, and so is
-a negated or retracted gold ("not X", "X? No, it was Y", "X, sorry, I mean Y"). Hedges that still commit ("I'm
-not sure, but I think it was X") keep the grade and mark it hedged. Refusals ("I don't know", "I cannot find
-information", empty output) are NOT_ATTEMPTED, and a candidate inside a refusing sentence does not count. A
-number or date gold with no candidate of its kind in the answer is NOT_ATTEMPTED unless the answer denies
-there is one ("did not commit any fouls": INCORRECT). Text without a text gold is INCORRECT unless it declines
-to answer: without a model, a wrong name cannot be told from other words, so the grader presumes one.
+a negated or retracted gold ("not X", "X? No, it was Y", "X, sorry, I mean Y"). Multiple-choice lines ("A. X",
+"B. Y") are several candidates unless an "Answer: B" follows them; then option B alone is graded. Hedges that
+still commit ("I'm not sure, but I think it was X") keep the grade and mark it hedged. Refusals ("I don't
+know", "I cannot find information", empty output) are NOT_ATTEMPTED, and a candidate inside a refusing
+sentence does not count. A number or date gold with no candidate of its kind in the answer is NOT_ATTEMPTED
+unless the answer denies there is one ("did not commit any fouls": INCORRECT). Text without a text gold is
+INCORRECT unless it declines to answer: without a model, a wrong name cannot be told from other words, so
+the grader presumes one.
 """
 
 from __future__ import annotations
@@ -225,6 +227,25 @@ def is_retracted(text: str, end: int, spans: list[tuple[int, int]], restated: Ca
     """A correction marker ("sorry, I mean", "scratch that") follows the answer and the answer is not restated."""
     marker = _CORRECTION.search(text, end, _through_next_sentence(spans, end))
     return bool(marker) and not restated(marker.end())
+
+
+_OPTION = re.compile(r"^[ \t]*\(?([A-E])[.)][ \t]+\S", re.M)
+
+
+_CHOICE = re.compile(r"\b(?i:answer)\s*(?i:is)?\s*:?\s*\(?([A-E])\s*[.):]")
+
+
+def lists_options(text: str) -> bool:
+    """Multiple-choice lines ("A. X", "B. Y"): several candidates, unless one is then chosen."""
+    return "AB" in "".join(m.group(1) for m in _OPTION.finditer(text))
+
+
+def chosen_option(text: str) -> str | None:
+    """The text of the option that follows the options as the answer ("Answer: D."), if any."""
+    options = list(_OPTION.finditer(text))
+    choice = _CHOICE.search(text, options[-1].end()) if options else None
+    line = choice and re.search(rf"^[ \t]*\(?{choice.group(1)}[.)][ \t]+(.*)$", text, re.M)
+    return line.group(1) if line else None
 
 
 def denies(text: str, spans: list[tuple[int, int]]) -> bool:
@@ -482,7 +503,7 @@ _ABOVE = re.compile(r"\b(?:more than|over|at least|above|greater than|exceeding|
 _BELOW = re.compile(r"\b(?:less than|fewer than|under|below|at most|up to|no more than|before)\s*$", re.I)
 _RANGE_GAP = re.compile(r"\s*(?:-|\u2013|\u2014|to|until|till|through|and)\s*", re.I)
 _GROUP_GAP = re.compile(r"[\s,;/]*(?:(?:or|and|either|maybe|perhaps|possibly|probably)\b[\s,;/]*)*", re.I)
-_ALTERNATIVE_GAP = re.compile(r"\b(?:or|and|either|maybe|perhaps|possibly|probably)\b|/", re.I)
+_ALTERNATIVE_GAP = re.compile(r"\b(?:or|either|maybe|perhaps|possibly|probably)\b|/", re.I)
 
 
 def _qualifier(text: str, start: int) -> str:
@@ -532,7 +553,9 @@ def _is_list_marker(text: str, number: Number) -> bool:
 def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) -> list[Candidate]:
     """Numbers that could answer the gold's slot, with ranges ("between 1 and 3", "1979-1989") merged."""
     point = gold.low if isinstance(gold, GoldRange) else gold
-    asked = {n.value for n in numbers(question)}
+    asked_dates = date_mentions(question)  # of a date the question holds, only the year is "asked"
+    asked = {n.value for n in numbers(question)
+             if n.year_like or not any(d.start <= n.start < d.end for d in asked_dates)}
     masked = [] if point.year else date_mentions(text)
 
     def could_answer(n: Number) -> bool:
@@ -580,7 +603,8 @@ def date_candidates(text: str, question: str, gold: GoldDate) -> list[Candidate]
 
 
 def _several(text: str, candidates: list[Candidate], spans: list[tuple[int, int]]) -> bool:
-    """The first candidate opens a list of different values: "1693 or 1694", "1691, 1692, 1693"."""
+    """The first candidate opens a list of different values: "1693 or 1694", "1691, 1692, 1693", "1693 and
+    1694." ("66 votes and 12 abstentions" goes on with a word: two facts, not two answers)."""
     group, gaps = [candidates[0]], []
     for nxt in candidates[1:]:
         gap = text[group[-1].end:nxt.start]
@@ -592,7 +616,8 @@ def _several(text: str, candidates: list[Candidate], spans: list[tuple[int, int]
         return False
     sentence_start = spans[_sentence_at(spans, group[0].start)][0]
     either = re.search(r"\beither\b", text[sentence_start:group[0].start], re.I)
-    return bool(either or len(group) >= 3 or any(_ALTERNATIVE_GAP.search(g) for g in gaps))
+    joined = any(re.search(r"\band\b", g, re.I) for g in gaps) and re.match(r"\s*(?:[^\w\s]|$)", text[group[-1].end:])
+    return bool(either or joined or len(group) >= 3 or any(_ALTERNATIVE_GAP.search(g) for g in gaps))
 
 
 def grade_slot(text: str, candidates: list[Candidate], spans: list[tuple[int, int]]) -> Verdict:
@@ -889,6 +914,10 @@ def grade(question: str, gold: str, predicted: str) -> Verdict:
         found = gold.strip().casefold() in text.casefold()
         return Verdict(CORRECT, reason="the gold answer is given") if found else Verdict(
             NOT_ATTEMPTED if declines(text, spans, set()) else INCORRECT, reason="the gold answer is not given")
+    if lists_options(text):  # multiple choice: only the option it then picks is its answer
+        if (text := chosen_option(text)) is None:
+            return Verdict(INCORRECT, reason="lists several options")
+        spans = sentence_spans(text)
     refusing = [(s, e) for s, e in spans if is_refusal(text[s:e])]
 
     def answerable(candidates: list[Candidate]) -> list[Candidate]:

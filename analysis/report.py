@@ -135,7 +135,7 @@ def _transfer_section(run: RunDir, by_method: dict[str, pd.DataFrame]) -> str:
 def _grader_agreement(cfg: SweepConfig, by_method: dict[str, pd.DataFrame]) -> str:
     """How often the deterministic grader agrees with the configured judge, and where they differ."""
     if cfg.judge.kind == "exact":
-        return "The judge is the deterministic grader (normalised answer match): no second grader to compare."
+        return "The judge is the deterministic grader (strict rule-based SimpleQA grade): no second grader to compare."
     graded = pd.concat(by_method.values())
     agree = (graded["grade"] == graded["exact_grade"]).mean()
     table = pd.crosstab(graded["grade"], graded["exact_grade"])

@@ -85,7 +85,7 @@ class ScoringConfig:
 
 @dataclass
 class JudgeConfig:
-    # "exact": deterministic normalised answer match (offline). "local": an HF model on a Ray actor.
+    # "exact": the strict deterministic SimpleQA grader (offline). "local": an HF model on a Ray actor.
     kind: str = "exact"
     model: str = "smollm2-135m"
     template_path: str | None = None

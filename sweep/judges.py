@@ -1,21 +1,24 @@
 """Judges: the SimpleQA rubric (CORRECT / INCORRECT / NOT_ATTEMPTED) and the 1-5 quality score.
 
-Two kinds share one interface: `exact` (normalised answer match, deterministic and offline) and `local`
-(an HF model answering rubric prompts on a Ray replica). A judge is a pair of small functions over batches.
+Two kinds share one interface: `exact` (the strict rule-based grader of `sweep.grader`, deterministic and
+offline) and `local` (an HF model answering rubric prompts on a Ray replica). A judge is a pair of small
+functions over batches.
+
+The exact judge's score is a function of its grade alone, never of token overlap (the composite adds overlap
+separately): CORRECT 5, CORRECT but hedged 4, NOT_ATTEMPTED 2, INCORRECT 1, so it ranks answers as SimpleQA
+values them: a committed right answer above a hedged one, and an abstention above a confident wrong answer.
 """
 
 from __future__ import annotations
 
 import re
-import string
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .scoring import token_overlap
+# The grade names and `normalise` are re-exported: other modules import them from here.
+from .grader import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict, grade, normalise  # noqa: F401
 
-CORRECT, INCORRECT, NOT_ATTEMPTED = "CORRECT", "INCORRECT", "NOT_ATTEMPTED"
 GRADE_LETTERS = {"A": CORRECT, "B": INCORRECT, "C": NOT_ATTEMPTED}
 
 
@@ -41,29 +44,28 @@ class Judge:
 
 # --- exact: deterministic, offline ---------------------------------------------------------------
 
-_ABSTAIN = re.compile(r"\b(i don'?t know|i do not know|not sure|cannot (?:determine|answer|find)|"
-                      r"unable to (?:determine|answer|find)|no information|i'?m not aware)\b")
+EXACT_SCORES = {CORRECT: 5, NOT_ATTEMPTED: 2, INCORRECT: 1}
+HEDGED_CORRECT_SCORE = 4
 
 
-def normalise(text: str) -> str:
-    """Lower case, accents and punctuation removed, articles dropped, whitespace collapsed."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-    text = text.translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
-    return " ".join(w for w in text.split() if w not in {"a", "an", "the"})
+def exact_verdict(item: Item) -> Verdict:
+    """The strict grader's grade of the item, with whether a CORRECT answer was hedged and why."""
+    return grade(item.question, item.gold, item.predicted)
 
 
 def exact_grade(item: Item) -> str:
-    predicted = normalise(item.predicted)
-    if not predicted or _ABSTAIN.search(item.predicted.lower()):
-        return NOT_ATTEMPTED
-    return CORRECT if f" {normalise(item.gold)} " in f" {predicted} " else INCORRECT
+    return exact_verdict(item).grade
+
+
+def verdict_score(verdict: Verdict) -> int:
+    """The 1-5 score of a grade: 5 correct, 4 correct but hedged, 2 not attempted, 1 incorrect."""
+    if verdict.grade == CORRECT and verdict.hedged:
+        return HEDGED_CORRECT_SCORE
+    return EXACT_SCORES[verdict.grade]
 
 
 def exact_score(item: Item) -> Score:
-    """5 when the normalised gold answer appears whole; else 1 + 3 * (share of gold words present), floored."""
-    if exact_grade(item) == CORRECT:
-        return Score(5, True)
-    return Score(1 + int(3 * token_overlap(item.gold, item.predicted)), True)
+    return Score(verdict_score(exact_verdict(item)), True)
 
 
 def exact_judge() -> Judge:

@@ -24,10 +24,10 @@ def test_exact_grade(predicted, grade):
     assert exact_grade(Item("Who?", "Michio Sugeno", predicted)) == grade
 
 
-def test_exact_score_scales_with_the_gold_words_present():
-    assert exact_score(Item("q", "Michio Sugeno", "Michio Sugeno")).value == 5
-    assert exact_score(Item("q", "Michio Sugeno", "Michio Kaku")).value == 2  # 1 + int(3 * 0.5)
-    assert exact_score(Item("q", "Michio Sugeno", "nobody")).value == 1
+def test_exact_score_follows_the_grade_not_the_gold_words_present():
+    assert exact_score(Item("Who?", "Michio Sugeno", "Michio Sugeno")).value == 5
+    assert exact_score(Item("Who?", "Michio Sugeno", "Michio Kaku")).value == 1  # half the gold words, still wrong
+    assert exact_score(Item("Who?", "Michio Sugeno", "nobody")).value == 1
 
 
 def test_overlap_objective_and_composite_follow_the_paper():
@@ -95,9 +95,9 @@ def test_grade_rows_use_the_paper_variant_only_when_asked():
     answers = [Answer(7, "full", "Who won?", "Adolf Anderssen", "Anderssen won.")]
     continuation = grade_answers(answers, exact_judge(), include_prompt=False)[0]
     assert continuation["overlap"] == 0.5
-    assert continuation["grade"] == INCORRECT
-    assert continuation["judge_score"] == 2
-    assert continuation["composite"] == pytest.approx(0.5 * 0.5 + 0.5 * 2 / 5)
+    assert continuation["grade"] == continuation["exact_grade"] == CORRECT  # a surname names a person
+    assert continuation["judge_score"] == 5
+    assert continuation["composite"] == pytest.approx(0.5 * 0.5 + 0.5 * 5 / 5)
     with_prompt = grade_answers([Answer(7, "full", "Who won, Adolf?", "Adolf Anderssen", "Anderssen won.")],
                                 exact_judge(), include_prompt=True)[0]
     assert with_prompt["overlap"] == 1.0

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from sweep.arms import BASELINE, PROMPT_ONLY, label
 from sweep.config import flatten, from_yaml
 from sweep.evaluate import simpleqa_metrics
 from sweep.rundir import RunDir
 
 from .tables import summarise
 
-METHODS = ("baseline", "full", "segmented")
+ARMS = (BASELINE, PROMPT_ONLY, "full", "segmented")  # the controls stay in each run's own report
 
 
 def _label(runs: list[RunDir]) -> list[str]:
@@ -23,22 +24,23 @@ def _label(runs: list[RunDir]) -> list[str]:
 
 
 def compare_table(dirs: list[Path]) -> str:
-    """Markdown: per run, accuracy (composite >= 0.6), SimpleQA correct and mean composite per method,
-    mean best objective, and the tune stage's engine seconds."""
+    """Markdown: per run, accuracy (composite >= 0.6, not degenerate), SimpleQA correct and mean composite per
+    arm, mean best objective, and the tune stage's engine seconds."""
     runs = [RunDir(d) for d in dirs]
-    header = ["run", "prompts", *(f"{m} acc / correct / composite" for m in METHODS), "best objective", "trial s"]
+    arms = [a for a in ARMS if all(a in set(pd.read_parquet(r.table("grades"))["method"]) for r in runs)]
+    header = ["run", "prompts", *(f"{label(a)} acc / correct / composite" for a in arms), "best objective", "trial s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run, label in zip(runs, _label(runs)):
+    for run, name in zip(runs, _label(runs)):
         grades = pd.read_parquet(run.table("grades"))
         best = pd.read_parquet(run.table("best"))
-        trials = pd.read_parquet(run.table("trials"))
-        cells = [label, str(grades["prompt_id"].nunique())]
-        for method in METHODS:
-            g = grades[grades["method"] == method]
+        timings = pd.read_parquet(run.table("timings"))
+        cells = [name, str(grades["prompt_id"].nunique())]
+        for arm in arms:
+            g = grades[grades["method"] == arm]
             s = summarise(g["overlap"].tolist(), g["judge_score"].tolist())
-            cells.append(f"{s.accuracy:.0%} / {simpleqa_metrics(g['grade'].tolist()).correct:.0%} / "
+            cells.append(f"{g['accurate'].mean():.0%} / {simpleqa_metrics(g['grade'].tolist()).correct:.0%} / "
                          f"{s.composite_mean:.2f}")
-        cells += [f"{best['objective'].mean():.3f}", f"{trials['seconds'].sum():.0f}"]
+        cells += [f"{best['objective'].mean():.3f}", f"{timings['seconds'].sum():.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -52,7 +54,7 @@ def paired_trials(a: Path, b: Path) -> dict[str, float]:
     if joined.empty:
         raise ValueError(f"{a} and {b} share no (prompt, method, trial)")
     ga, gb = (pd.read_parquet(RunDir(d).table("grades")) for d in (a, b))
-    steered = [m for m in METHODS[1:] if m in set(ga["method"])]
+    steered = [m for m in ("full", "segmented") if m in set(ga["method"])]
     ba, bb = (pd.read_parquet(RunDir(d).table("best")) for d in (a, b))
     return {
         "trials": float(len(joined)),

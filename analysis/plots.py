@@ -1,8 +1,9 @@
-"""Figures of a run. Each function draws one PNG and returns its path."""
+"""Figures of a run. Each function draws one PNG with its title and a one-line caption, and returns them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -10,78 +11,102 @@ import pandas as pd
 
 matplotlib.use("Agg")  # files only; no display on cluster nodes or CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .stats import Interval  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
-    fig.tight_layout()
+@dataclass(frozen=True)
+class Figure:
+    path: Path
+    title: str
+    caption: str
+
+
+def _save(fig, path: Path, title: str, caption: str) -> Figure:  # noqa: ANN001 - a matplotlib Figure
+    fig.suptitle(title, fontsize=11)
+    fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
+    return Figure(path, title, caption)
 
 
-def accuracy_bars(shares: Mapping[str, Mapping[str, Interval]], path: Path) -> Path:
-    """shares: metric -> {method: interval}; bars at the estimate, whiskers at the 95% interval."""
+def share_bars(shares: Mapping[str, Mapping[str, Interval]], path: Path) -> Figure:
+    """shares: metric -> {arm: interval}; bars at the estimate, whiskers at the 95% Wilson interval."""
     metrics = list(shares)
-    methods = list(next(iter(shares.values())))
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.8 / len(methods)
-    for i, method in enumerate(methods):
+    arms = list(next(iter(shares.values())))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(arms)
+    for i, arm in enumerate(arms):
         xs = [m + i * width for m in range(len(metrics))]
-        values = [shares[k][method] for k in metrics]
-        ax.bar(xs, [100 * v.estimate for v in values], width, label=method,
+        values = [shares[k][arm] for k in metrics]
+        ax.bar(xs, [100 * v.estimate for v in values], width, label=arm,
                yerr=[[100 * (v.estimate - v.low) for v in values], [100 * (v.high - v.estimate) for v in values]],
-               capsize=3)
-    ax.set_xticks([m + width * (len(methods) - 1) / 2 for m in range(len(metrics))], metrics)
-    ax.set_ylabel("% of prompts (95% CI)")
-    ax.legend()
-    return _save(fig, path)
+               capsize=2)
+    ax.set_xticks([m + width * (len(arms) - 1) / 2 for m in range(len(metrics))], metrics)
+    ax.set_ylabel("% of prompts")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path, "Shares of prompts per arm",
+                 "Bars: share of prompts; whiskers: 95% Wilson intervals. Oracle arms keep their best of k trials "
+                 "against the gold answer.")
 
 
-def composite_boxes(composites: Mapping[str, Sequence[float]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+def composite_boxes(composites: Mapping[str, Sequence[float]], path: Path) -> Figure:
+    fig, ax = plt.subplots(figsize=(9, 4))
     ax.boxplot(list(composites.values()), tick_labels=list(composites))
     ax.axhline(0.6, linestyle="--", color="grey", linewidth=1)
-    ax.set_ylabel("composite (0.5 overlap + 0.5 judge/5)")
-    return _save(fig, path)
+    ax.set_ylabel("composite")
+    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    return _save(fig, path, "Composite score per prompt",
+                 "Composite = 0.5 overlap + 0.5 judge score / 5, one point per prompt; dashed: the 0.6 accuracy bar.")
 
 
-def judge_scores(scores: Mapping[str, Sequence[int]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+def judge_scores(scores: Mapping[str, Sequence[int]], path: Path, judge: str) -> Figure:
+    fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(scores)
-    for i, (method, values) in enumerate(scores.items()):
+    for i, (arm, values) in enumerate(scores.items()):
         counts = [list(values).count(s) for s in range(1, 6)]
-        ax.bar([s + i * width for s in range(1, 6)], counts, width, label=method)
+        ax.bar([s + i * width for s in range(1, 6)], counts, width, label=arm)
     ax.set_xticks([s + width * (len(scores) - 1) / 2 for s in range(1, 6)], [str(s) for s in range(1, 6)])
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("judge score")
     ax.set_ylabel("prompts")
-    ax.legend()
-    return _save(fig, path)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path, "Judge scores (1-5)", f"How many prompts got each 1-5 score from the `{judge}` judge, per arm.")
 
 
-def best_weights(best: pd.DataFrame, path: Path) -> Path:
-    """The injection strength alpha*gamma of each prompt's best trial, per segment (full-layer as one)."""
-    groups = {"full": best["alpha_all"] * best["gamma_all"]}
-    for segment in ("early", "middle", "late"):
-        groups[f"segmented {segment}"] = best[f"alpha_{segment}"] * best[f"gamma_{segment}"]
-    groups = {k: v.dropna().tolist() for k, v in groups.items() if v.notna().any()}
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def best_weights(best: pd.DataFrame, path: Path) -> Figure:
+    """The injection strength alpha*gamma of each prompt's best trial, per arm and segment."""
+    groups = {}
+    for arm, rows in best.groupby("method"):
+        if rows["alpha_all"].notna().any():
+            groups[arm] = (rows["alpha_all"] * rows["gamma_all"]).dropna().tolist()
+        for segment in ("early", "middle", "late"):
+            if rows[f"alpha_{segment}"].notna().any():
+                groups[f"{arm} {segment}"] = (rows[f"alpha_{segment}"] * rows[f"gamma_{segment}"]).dropna().tolist()
+    fig, ax = plt.subplots(figsize=(10, 4))
     ax.boxplot(list(groups.values()), tick_labels=list(groups))
-    ax.set_ylabel("alpha * gamma of the best trial")
-    return _save(fig, path)
+    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    ax.set_ylabel("alpha * gamma")
+    return _save(fig, path, "Injection strength of the best trials",
+                 "alpha * gamma of each prompt's best trial (the shift added is alpha*gamma*(h - mu)), per arm and "
+                 "layer segment.")
 
 
-def objective_by_trial(trials: pd.DataFrame, path: Path) -> Path:
-    """Mean objective against trial number, and the running best, per method."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for method, group in trials.groupby("method"):
-        mean = group.groupby("trial")["objective"].mean()
-        running = group.sort_values("trial").groupby("prompt_id")["objective"].cummax()
-        best_so_far = running.groupby(group.sort_values("trial")["trial"]).mean()
-        ax.plot(mean.index, mean.values, marker="o", label=f"{method}: mean")
-        ax.plot(best_so_far.index, best_so_far.values, linestyle="--", label=f"{method}: best so far")
+def objective_by_trial(trials: pd.DataFrame, path: Path, objective: str) -> Figure:
+    """Mean objective against trial number, and the running best, per tuned arm."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for arm, group in trials.groupby("method"):
+        ordered = group.sort_values("trial")
+        mean = ordered.groupby("trial")["objective"].mean()
+        best_so_far = ordered.groupby("prompt_id")["objective"].cummax().groupby(ordered["trial"]).mean()
+        line, = ax.plot(mean.index, mean.values, marker="o", label=f"{arm}: mean")
+        ax.plot(best_so_far.index, best_so_far.values, linestyle="--", color=line.get_color(),
+                label=f"{arm}: best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
-    ax.set_ylabel("objective")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    ax.set_ylabel(f"objective ({objective})")
+    ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path, "Objective by trial",
+                 "Mean over prompts of each trial's objective (solid) and of the best so far (dashed), per tuned arm.")

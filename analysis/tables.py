@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from sweep.judges import CORRECT, Item, exact_grade
 from sweep.scoring import ACCURACY_THRESHOLD, composite, token_overlap
 
 OVERLAP_BAR = 0.5  # the paper's "overlap >= 0.5" row
@@ -150,7 +151,50 @@ def paper_notebook_table(csv_dir: Path) -> dict[str, Any]:
         trials += summary.n
     table["overlap_agreement"] = matches / trials
     table["rules"] = dict(RULES)
+    table["simpleqa_correct"] = _simpleqa_correct(csv_dir)
     return table
+
+
+PUBLISHED_CORRECT = {"baseline": 0.0, "full": 0.092, "segmented": 0.131}  # method.md §8, their Mistral grader
+
+
+def _simpleqa_correct(csv_dir: Path) -> dict[str, float]:
+    """Share graded CORRECT by this project's strict deterministic grader, on the authors' own texts with their
+    prompt stripped: the baseline responses and each method's best trial. The authors' CSVs hold no SimpleQA
+    grades for steered texts, so this is the cross-check the published row allows."""
+    baseline = _read_csv(csv_dir / "mistral_grader_results_baseline.csv", _JUDGE_COLUMNS)
+    texts = {"baseline": list(zip(baseline["question"], baseline["target"], baseline["predicted"]))}
+    for method in ("full", "segmented"):
+        best = _read_csv(csv_dir / f"per_prompt_optuna_summary_{method}.csv", _SUMMARY_COLUMNS)
+        texts[method] = list(zip(best["prompt"], best["ground_truth"], best["generated_text"]))
+    return {method: sum(exact_grade(Item(q, str(g), _continuation(str(q), str(t)))) == CORRECT for q, g, t in rows)
+            / len(rows) for method, rows in texts.items()}
+
+
+def _continuation(question: str, text: str) -> str:
+    """The authors' decoded texts begin with their prompt (the bare question, or the steered template)."""
+    for prompt in (f"Question: {question}\nAnswer and explanation:", question):
+        if text.startswith(prompt):
+            return text[len(prompt):]
+    return text
+
+
+def paper_table_notes(table: dict[str, Any]) -> str:
+    """What `paper-table` prints under the table: the SimpleQA CORRECT cross-check and the rules it follows."""
+    correct = table["simpleqa_correct"]
+    lines = [
+        "| SimpleQA CORRECT, this project's strict grader on the authors' texts | "
+        + " | ".join(f"{100 * correct[m]:.1f}%" for m in ("baseline", "full", "segmented")) + " |",
+        "| SimpleQA CORRECT as published (the authors' Mistral grader) | "
+        + " | ".join(f"{100 * PUBLISHED_CORRECT[m]:.1f}%" for m in ("baseline", "full", "segmented")) + " |",
+        "",
+        "The published table mixes two per-prompt rules: composite >= 0.6, the composite median/mean and the "
+        "overlap rows follow each prompt's best trial; judge score >= 4 follows the highest-composite graded row "
+        "(segmented: 11.2% that way, 8.1% by the best trial's own grade).",
+        f"Overlap recomputed = authors' recorded token_overlap (4 dp) on {table['overlap_agreement']:.1%} of best "
+        "trials.",
+    ]
+    return "\n".join(lines)
 
 
 def _percent(share: float, count: int) -> str:

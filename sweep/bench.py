@@ -47,8 +47,7 @@ def make_trials(engine: Engine, count: int, seed: int) -> list[Trial]:
     rng = random.Random(seed)
     vectors = []
     for question, answer in QUESTIONS:
-        text, start = prompts.reference(question, answer, "")
-        vectors.append(engine.span_means(text, start))
+        vectors.append(engine.span_means(*prompts.vector_span(engine.tokenizer, question, answer, False)))
     trials = []
     for i in range(count):
         question = QUESTIONS[i % len(QUESTIONS)][0]
@@ -133,32 +132,29 @@ def _rates(trials: int, new_tokens: int, seconds: float, device: torch.device) -
             "peak_memory_mb": peak_memory_mb(device)}
 
 
-def sweep_overhead(cfg: SweepConfig, studies: int, trials: int) -> dict[str, float]:
-    """The tune stage on a temporary run directory of `studies` prompts vs the time its replicas spent in the
-    engine. Overhead = (stage wall time - engine time) / engine time."""
-    from .rundir import SCHEMAS, RunDir, write_table
-    from .stages import Session, tune_stage
-    from safetensors.torch import save_file
+def sweep_overhead(cfg: SweepConfig, prompts_count: int) -> dict[str, float]:
+    """The tune stage on a temporary run directory of `prompts_count` prompts (methods only, no controls) vs the
+    time its replicas spent in the engine. Overhead = (stage wall time - engine time) / engine time."""
     import ray
 
+    from .orchestration import write_synthetic_run
+    from .rundir import RunDir
+    from .session import Session
+    from .stages.tune import tune_stage
+    from .stages.vectors import save_tensors
+
+    cfg.controls = []
     root = Path(tempfile.mkdtemp(prefix="fusion-bench-"))
     try:
         run = RunDir(root)
         run.prepare(cfg)
-        questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(studies)]
-        write_table(run.table("prompts"), [
-            {"prompt_id": i, "question": q, "answer": a, "topic": "", "answer_type": "", "baseline_text": "",
-             "baseline_grade": "INCORRECT"} for i, (q, a) in enumerate(questions)], SCHEMAS["prompts"])
-        references = []
-        for i, (q, a) in enumerate(questions):
-            references.append({"prompt_id": i, "question": q, "answer": a, "explanation": "",
-                               "explanation_source": "empty", "reference_text": prompts.reference(q, a, "")[0]})
-        write_table(run.table("references"), references, SCHEMAS["references"])
+        questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(prompts_count)]
+        write_synthetic_run(run, questions)
         session = Session(cfg, run)
         try:
             replicas = session.replicas
-            vectors = ray.get(replicas[0].reference_vectors.remote([prompts.reference(q, a, "") for q, a in questions]))
-            save_file({str(i): v for i, v in enumerate(vectors)}, str(run.vectors))
+            vectors = ray.get(replicas[0].reference_vectors.remote(questions, cfg.prompt.chat_template, False))
+            save_tensors(run.vectors, {f"gold/{i}": v for i, v in enumerate(vectors)})
             started = time.perf_counter()
             tune_stage(session)
             wall = time.perf_counter() - started
@@ -202,7 +198,7 @@ def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, faithful_trials:
     }
     if sweep_studies:
         del engine
-        result["sweep"] = sweep_overhead(cfg, sweep_studies, cfg.search.trials)
+        result["sweep"] = sweep_overhead(cfg, sweep_studies)
         result["sweep_overhead"] = result["sweep"]["sweep_overhead"]
     return result
 

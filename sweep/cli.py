@@ -1,4 +1,9 @@
-"""`fusion-steering`: one subcommand per stage, `run` for all of them, and `paper-table`."""
+"""`fusion-steering`: one subcommand per stage, `run` for all of them, and tools around them.
+
+Only the standard library, OmegaConf and this package's light modules are imported before the arguments are
+parsed: `--help`, a bad key or a missing file answer at once; Ray, torch and MLflow load in the commands that
+use them.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +14,26 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ConfigError, compose
-from .data import DataError
-from .models import ModelError
-from .stages import STAGES, SweepError, run_stages
-
-EXPECTED_ERRORS = (ConfigError, DataError, ModelError, SweepError)
+from .errors import EXPECTED_ERRORS
+from .stages import STAGES
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fusion-steering", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fusion-steering", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="library logs, Ray's notices and Tune's status tables (off by default)")
     commands = parser.add_subparsers(dest="command", required=True)
     for name in (*STAGES, "run"):
         sub = commands.add_parser(name, help="all stages in order" if name == "run" else f"the {name} stage")
         sub.add_argument("--config", type=Path, required=True, help="conf/NAME.yaml")
         sub.add_argument("--out", type=Path, required=True, help="the run directory")
         sub.add_argument("overrides", nargs="*", help="dotted key=value, e.g. model.quantization=none")
-    bench = commands.add_parser("bench", help="the paper's loop vs the engine, and the sweep's overhead")
+    grade = commands.add_parser("grade", help="grade any answers with the project's judges (CSV or Parquet)")
+    grade.add_argument("--input", type=Path, required=True, help="columns question, answer (gold), response")
+    grade.add_argument("--output", type=Path, required=True, help=".csv or .parquet: the rows plus grades")
+    grade.add_argument("--config", type=Path, default=Path("conf/grade.yaml"), help="conf/NAME.yaml: its judge.* keys")
+    grade.add_argument("overrides", nargs="*", help="dotted key=value, e.g. judge.kind=http")
+    bench = commands.add_parser("bench", help="the paper's loop vs the engine, and the sweep's orchestration")
     bench.add_argument("--config", type=Path, default=Path("conf/bench.yaml"))
     bench.add_argument("--trials", type=int, default=32, help="engine trials per mode and batch size")
     bench.add_argument("--paper-trials", type=int, default=4, help="trials through the paper's loop (slow)")
@@ -34,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-sizes", default="8,32", help="comma-separated engine batch sizes")
     bench.add_argument("--new-tokens", type=int, default=100)
     bench.add_argument("--sweep-studies", type=int, default=8, help="studies in the sweep-overhead run (0: skip)")
+    bench.add_argument("--orchestration", action="store_true",
+                       help="only the tune stage's orchestration, with a zero-cost engine in the replicas")
+    bench.add_argument("--prompts", default="500,2000,4326", help="with --orchestration: prompt counts")
     bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     bench.add_argument("overrides", nargs="*", help="dotted key=value, e.g. model.quantization=none")
     compare = commands.add_parser("compare", help="a table over run directories; paired figures for two")
@@ -44,16 +55,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(verbose: bool) -> None:
+    """Our stages' lines always; everyone else's (Ray, Tune, MLflow, transformers) only with -v."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s" if verbose else "%(message)s")
+    logging.getLogger("sweep").setLevel(logging.INFO)
+    # Tune's default CSV/TensorBoard/JSON loggers duplicate what Parquet and MLflow hold.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # A tracking server that is down should cost seconds, not MLflow's default minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    if not verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's older reporter is silent at verbose=0
+
+
+def _compose(config: Path, overrides: list[str]):  # noqa: ANN202 - SweepConfig
+    from .config import compose, resolve_paths
+
+    cfg = compose(config.resolve(), overrides)
+    resolve_paths(cfg, Path.cwd())
+    return cfg
+
+
 def _paper_table(csv_dir: Path, as_json: bool) -> None:
-    from analysis.tables import markdown_table, paper_notebook_table
+    from analysis.tables import markdown_table, paper_notebook_table, paper_table_notes
 
     table = paper_notebook_table(csv_dir)
     if as_json:
         print(json.dumps(table, indent=2))
         return
-    print(markdown_table({k: table[k] for k in ("baseline", "full", "segmented")}))
-    print(f"\nOverlap recomputed = authors' recorded token_overlap (4 dp) on {table['overlap_agreement']:.1%} "
-          "of best trials.")
+    print(markdown_table({k: table[k] for k in ("baseline", "full", "segmented")}), end="")
+    print(paper_table_notes(table))
 
 
 def _compare(dirs: list[Path]) -> None:
@@ -62,47 +96,53 @@ def _compare(dirs: list[Path]) -> None:
     print(compare_table(dirs))
     if len(dirs) == 2:
         paired = paired_trials(*dirs)
-        print(f"\nSame (prompt, method, trial) in both: {paired['trials']:.0f}; identical text "
+        print(f"\nSame (prompt, arm, trial) in both: {paired['trials']:.0f}; identical text "
               f"{paired['same_text']:.0%}; objective change {paired['objective_change']:+.3f} per trial, "
               f"{paired['best_objective_change']:+.3f} for the best; accuracy change {paired['accuracy_change']:+.1%} "
               "(second minus first)")
 
 
-def _bench(cfg, args: argparse.Namespace) -> None:  # noqa: ANN001 - SweepConfig
-    from .bench import run_bench, summary_lines
+def _bench(args: argparse.Namespace) -> None:
+    cfg = _compose(args.config, args.overrides)
+    if args.orchestration:
+        from .orchestration import run_orchestration_bench, summary_lines
 
-    sizes = [int(b) for b in args.batch_sizes.split(",")]
-    cfg.generation.max_new_tokens = args.new_tokens  # the sweep-overhead run generates as many tokens
-    result = run_bench(cfg, args.trials, args.paper_trials, args.faithful_trials, sizes, args.new_tokens,
-                       args.sweep_studies)
+        result = run_orchestration_bench(cfg, [int(p) for p in args.prompts.split(",")])
+    else:
+        from .bench import run_bench, summary_lines
+
+        sizes = [int(b) for b in args.batch_sizes.split(",")]
+        cfg.generation.max_new_tokens = args.new_tokens  # the sweep-overhead run generates as many tokens
+        result = run_bench(cfg, args.trials, args.paper_trials, args.faithful_trials, sizes, args.new_tokens,
+                           args.sweep_studies)
     print("\n".join(summary_lines(result)))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
 
+def _grade(args: argparse.Namespace) -> None:
+    from .grading import grade_file
+
+    cfg = _compose(args.config, args.overrides)
+    print(grade_file(cfg, args.input.resolve(), args.output.resolve()))
+
+
+def _run(args: argparse.Namespace) -> None:
+    cfg = _compose(args.config, args.overrides)  # before the heavy imports: a bad key answers at once
+    from .stages.runner import run_stages
+
+    run_stages(cfg, args.out.resolve(), STAGES if args.command == "run" else [args.command], args.verbose)
+
+
+COMMANDS = {"compare": lambda a: _compare(a.dirs), "paper-table": lambda a: _paper_table(a.notebook_csvs, a.json),
+            "bench": _bench, "grade": _grade}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # Tune's default CSV/TensorBoard loggers duplicate what Parquet and MLflow hold (its JSON logger is kept,
-    # explicitly, in the tune stage). Experiment snapshots after every checkpoint are wanted: they keep
-    # resume exact, so Tune's warning about their frequency is silenced.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # A tracking server that is down should cost seconds, not MLflow's default minutes of retries.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    _configure_logging(args.verbose)
     try:
-        if args.command == "compare":
-            _compare(args.dirs)
-            return 0
-        if args.command == "paper-table":
-            _paper_table(args.notebook_csvs, args.json)
-            return 0
-        cfg = compose(args.config, args.overrides)
-        if args.command == "bench":
-            _bench(cfg, args)
-            return 0
-        run_stages(cfg, args.out, STAGES if args.command == "run" else [args.command])
+        COMMANDS.get(args.command, _run)(args)
     except (*EXPECTED_ERRORS, ValueError) as err:
         print(f"fusion-steering: error: {err}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .errors import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration the sweep cannot run with; the message names the key and the valid choices."""
+METHODS = ("full", "segmented")
+CONTROLS = ("prompt_only", "random", "mismatched")
 
 
 @dataclass
@@ -36,9 +38,12 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    # The SimpleQA CSV; None: $SIMPLEQA_CSV, else the copy bundled with the package (sweep/simpleqa/).
     csv: str | None = None
-    url: str = "https://openaipublic.blob.core.windows.net/simple-evals/simple_qa_test_set.csv"
-    rows: int = 500
+    rows: int = 500  # how many rows to read (then steer those whose baseline grade is in keep_grades)
+    skip: int = 0  # leave out the first `skip` rows (the demo and the tests use the first ones)
+    # None: the rows in file order; a number: a seeded random sample of `rows` rows after the first `skip`.
+    sample_seed: int | None = None
     # Baseline grades whose prompts are steered; the paper keeps INCORRECT only.
     keep_grades: list[str] = field(default_factory=lambda: ["INCORRECT"])
 
@@ -70,8 +75,9 @@ class SearchConfig:
     gamma_low: float = 0.01
     gamma_high: float = 1.0
     methods: list[str] = field(default_factory=lambda: ["full", "segmented"])
-    # Evaluations each study keeps in flight so replica batches fill (Optuna's constant liar covers them).
-    in_flight: int = 2
+    # Optuna trials each study asks per round (Optuna's constant liar covers those pending); a round of a shard
+    # of studies is one replica batch.
+    in_flight: int = 1
 
 
 @dataclass
@@ -81,11 +87,13 @@ class ScoringConfig:
     # "self": the steered model itself, unsteered (works offline). Otherwise a model name from conf/model/.
     perplexity_model: str = "self"
     perplexity_window: int = 512
+    # "paper": 0.7*overlap - 0.3*min(ppl/100, 1). "fluent": that minus a repetition penalty (sweep/scoring.py).
+    objective: str = "paper"
 
 
 @dataclass
 class JudgeConfig:
-    # "exact": the strict deterministic SimpleQA grader (offline). "local": an HF model on a Ray actor.
+    # "exact": the strict deterministic grader (offline). "local": an HF model on the replicas. "http": a server.
     kind: str = "exact"
     model: str = "smollm2-135m"
     template_path: str | None = None
@@ -109,17 +117,17 @@ class TransferConfig:
 @dataclass
 class ClusterConfig:
     address: str | None = None
-    num_replicas: int = 1
-    replica_cpus: float = 1.0  # reserved by a CPU replica; a GPU replica reserves its GPU only
-    replica_gpus: float = 0.0
+    # "auto": one replica per gpus_per_replica across the cluster's GPUs, or one per node on a CPU cluster.
+    num_replicas: Any = "auto"
+    gpus_per_replica: float = 1.0  # when the model runs on CUDA; fractional shares a GPU (e.g. 0.25)
+    replica_cpus: float = 1.0  # reserved by a CPU replica; a GPU replica reserves its GPU share only
     trial_cpus: float = 0.25
     # Torch threads per replica; 0 = every core of its node. Ray would otherwise pin a replica to as many
     # threads as the CPUs it reserved (OMP_NUM_THREADS), one by default, while the trials mostly sleep.
     torch_threads: int = 0
-    # Dynamic batching in each replica: up to max_batch steered trials per forward pass, gathered for at
-    # most batch_wait_s. max_batch=1 makes 8-bit runs independent of timing (bitsandbytes is not batch-invariant).
+    # Most steered trials per replica call. A shard of max(1, max_batch // search.in_flight) studies sends one
+    # such batch per round, so batch composition is fixed by the config, never by timing.
     max_batch: int = 16
-    batch_wait_s: float = 0.05
     call_timeout_s: float = 1800.0
 
 
@@ -140,6 +148,8 @@ class SweepConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    # Control arms beside the methods (docs/architecture.md, "Arms"); [] turns them off.
+    controls: list[str] = field(default_factory=lambda: list(CONTROLS))
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
@@ -153,8 +163,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.device": ("auto", "cpu", "cuda"),
     "steering.mean": ("all", "exclude_sink"),
     "judge.kind": ("exact", "local", "http"),
+    "scoring.objective": ("paper", "fluent"),
 }
-METHODS = ("full", "segmented")
+
 # Keys that change how a sweep runs, not what it computes: a run directory may be resumed with other values.
 OPERATIONAL_PREFIXES = ("cluster.", "tracking.", "conf_dir")
 
@@ -246,6 +257,8 @@ def validate(cfg: SweepConfig) -> None:
     unknown = [m for m in cfg.search.methods if m not in METHODS]
     if unknown or not cfg.search.methods:
         raise ConfigError(f"search.methods={cfg.search.methods} is not valid; choose from: {', '.join(METHODS)}")
+    if any(c not in CONTROLS for c in cfg.controls):
+        raise ConfigError(f"controls={cfg.controls} is not valid; choose from: {', '.join(CONTROLS)} (or [])")
     if cfg.search.trials < 1:
         raise ConfigError(f"search.trials={cfg.search.trials} must be at least 1")
     for name in ("alpha", "gamma"):
@@ -253,10 +266,16 @@ def validate(cfg: SweepConfig) -> None:
         if not 0.0 < low < high <= 1.0:
             raise ConfigError(f"search.{name}_low/high = {low}/{high}: need 0 < low < high <= 1 (the paper's range)")
     for key, value in (("data.rows", cfg.data.rows), ("generation.max_new_tokens", cfg.generation.max_new_tokens),
-                       ("cluster.num_replicas", cfg.cluster.num_replicas), ("cluster.max_batch", cfg.cluster.max_batch),
-                       ("search.in_flight", cfg.search.in_flight)):
+                       ("cluster.max_batch", cfg.cluster.max_batch), ("search.in_flight", cfg.search.in_flight)):
         if value < 1:
             raise ConfigError(f"{key}={value} must be at least 1")
+    if cfg.data.skip < 0:
+        raise ConfigError(f"data.skip={cfg.data.skip} must be 0 or more")
+    replicas = cfg.cluster.num_replicas
+    if replicas != "auto" and not (isinstance(replicas, int) and not isinstance(replicas, bool) and replicas >= 1):
+        raise ConfigError(f"cluster.num_replicas={replicas!r} must be 'auto' or a whole number of at least 1")
+    if not cfg.cluster.gpus_per_replica > 0:
+        raise ConfigError(f"cluster.gpus_per_replica={cfg.cluster.gpus_per_replica} must be above 0")
 
 
 def to_yaml(cfg: SweepConfig) -> str:
@@ -293,3 +312,25 @@ def fingerprint(cfg: SweepConfig) -> str:
     """Stable id of what a sweep computes: used to find its MLflow parent run again."""
     relevant = {k: v for k, v in flatten(cfg).items() if not k.startswith(OPERATIONAL_PREFIXES)}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resolve_paths(cfg: SweepConfig, cwd: Path) -> None:
+    """Make every path-valued key absolute against the folder the command runs in, once, at the CLI: Ray
+    workers, Tune and MLflow run elsewhere and would each read a relative path against another folder.
+    $SIMPLEQA_CSV and $MLFLOW_TRACKING_URI are folded in here, so config.yaml records what was used."""
+    csv = cfg.data.csv or os.environ.get("SIMPLEQA_CSV")
+    cfg.data.csv = str((cwd / csv).resolve()) if csv else None
+    if cfg.judge.template_path:
+        cfg.judge.template_path = str((cwd / cfg.judge.template_path).resolve())
+    uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    cfg.tracking.uri = _absolute_uri(uri, cwd) if uri else None
+
+
+def _absolute_uri(uri: str, cwd: Path) -> str:
+    """sqlite:///relative.db resolved against cwd; server URIs and absolute SQLite paths unchanged."""
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        return uri if path.startswith("/") else f"sqlite:///{(cwd / path).resolve()}"
+    if "://" not in uri:
+        raise ConfigError(f"tracking.uri={uri!r} is not a URI: use sqlite:///PATH.db or http://HOST:PORT")
+    return uri

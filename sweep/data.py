@@ -1,24 +1,22 @@
-"""SimpleQA: find the CSV, validate it, and return its rows as records."""
+"""SimpleQA: find the CSV (bundled with the package unless configured), check it, and choose the rows to use."""
 
 from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from .config import DataConfig
-from .paths import cache_dir
-from .rundir import write_text_atomic
+from .errors import DataError
 
 REQUIRED_COLUMNS = ("metadata", "problem", "answer")
-
-
-class DataError(ValueError):
-    """The SimpleQA file is missing, unreadable or not in SimpleQA's format."""
+# OpenAI's SimpleQA test set (MIT), shipped inside the package so that nothing is downloaded: sweep/simpleqa/.
+BUNDLED_CSV = Path(__file__).parent / "simpleqa" / "simple_qa_test_set.csv"
+BUNDLED_SHA256 = "feee3f7e7db3617e94e8fcf1977b756ec420ef8568f4e0fcbbe0e92e9d5fc032"
 
 
 @dataclass(frozen=True)
@@ -30,25 +28,43 @@ class Question:
     answer_type: str
 
 
-def locate_csv(cfg: DataConfig) -> Path:
-    """The configured CSV, else $SIMPLEQA_CSV, else the official file downloaded once into the cache."""
-    configured = cfg.csv or os.environ.get("SIMPLEQA_CSV")
-    if configured:
-        return Path(configured)
-    cached = cache_dir() / "simpleqa" / "simple_qa_test_set.csv"
-    if not cached.exists():
-        try:
-            response = requests.get(cfg.url, timeout=60)
-            response.raise_for_status()
-        except requests.RequestException as err:
-            raise DataError(f"no SimpleQA CSV configured (data.csv or SIMPLEQA_CSV) and downloading "
-                            f"{cfg.url} failed: {err}") from err
-        write_text_atomic(cached, response.text)
-    return cached
+@dataclass(frozen=True)
+class Dataset:
+    """The CSV a run read, as the report and dataset.json record it."""
+
+    path: Path
+    sha256: str
+    bundled: bool
 
 
-def load_questions(path: Path, rows: int) -> list[Question]:
-    """The first `rows` rows of a SimpleQA-format CSV, validated."""
+def file_sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError as err:
+        raise DataError(f"SimpleQA CSV not found: {path}") from err
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror}") from err
+
+
+def locate_csv(cfg: DataConfig) -> Dataset:
+    """data.csv if set (the CLI folds $SIMPLEQA_CSV into it), else the bundled file, whose hash is checked."""
+    if cfg.csv:
+        path = Path(cfg.csv)
+        return Dataset(path, file_sha256(path), bundled=False)
+    digest = file_sha256(BUNDLED_CSV)
+    if digest != BUNDLED_SHA256:
+        raise DataError(f"the bundled SimpleQA CSV {BUNDLED_CSV} has sha256 {digest}, not {BUNDLED_SHA256}: "
+                        "the installation is damaged; reinstall the package")
+    return Dataset(BUNDLED_CSV, digest, bundled=True)
+
+
+def configured_csv(csv_value: str | None) -> str | None:
+    """data.csv, else $SIMPLEQA_CSV; None means the bundled file."""
+    return csv_value or os.environ.get("SIMPLEQA_CSV") or None
+
+
+def load_questions(path: Path) -> list[Question]:
+    """Every row of a SimpleQA-format CSV, validated."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -56,11 +72,7 @@ def load_questions(path: Path, rows: int) -> list[Question]:
             if missing:
                 raise DataError(f"{path} lacks SimpleQA column(s) {', '.join(missing)}; "
                                 f"found: {', '.join(reader.fieldnames or []) or 'no header'}")
-            records = []
-            for index, row in enumerate(reader):
-                if index >= rows:
-                    break
-                records.append(_question(path, index, row))
+            records = [_question(path, index, row) for index, row in enumerate(reader)]
     except FileNotFoundError as err:
         raise DataError(f"SimpleQA CSV not found: {path}") from err
     except UnicodeDecodeError as err:
@@ -78,6 +90,17 @@ def load_questions(path: Path, rows: int) -> list[Question]:
                             f"{q.question[:80]!r}")
         first_row[q.question] = q.prompt_id
     return records
+
+
+def choose_rows(questions: list[Question], cfg: DataConfig) -> list[Question]:
+    """`data.rows` rows after the first `data.skip`: in file order, or a sample seeded by `data.sample_seed`."""
+    pool = questions[cfg.skip:]
+    if not pool:
+        raise DataError(f"data.skip={cfg.skip} leaves no rows of {len(questions)}")
+    if cfg.sample_seed is None:
+        return pool[:cfg.rows]
+    chosen = random.Random(cfg.sample_seed).sample(pool, min(cfg.rows, len(pool)))
+    return sorted(chosen, key=lambda q: q.prompt_id)
 
 
 def _question(path: Path, index: int, row: dict[str, str]) -> Question:

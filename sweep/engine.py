@@ -119,14 +119,17 @@ class Engine:
         return ((nll * target_mask).sum(-1) / target_mask.sum(-1)).tolist()
 
     @torch.no_grad()
-    def span_means(self, text: str, start_char: int) -> Tensor:
+    def span_means(self, text: str, start_char: int, templated: bool = False, exclude_sink: bool = False) -> Tensor:
         """Mean output of every decoder layer over the tokens at or after `start_char`: [layers, hidden] float32.
+        `templated`: the text is a rendered chat template (it carries its special tokens); `exclude_sink`:
+        the sequence's first token is left out, as steering.mean=exclude_sink leaves it out of the mean.
 
         One teacher-forced forward pass; all layers are captured in it.
         """
-        enc = self.tokenizer(text, return_tensors="pt", return_offsets_mapping=True)
+        enc = self.tokenizer(text, return_tensors="pt", return_offsets_mapping=True, add_special_tokens=not templated)
         offsets = enc.pop("offset_mapping")[0]
         selected = (offsets[:, 1] > start_char) & (offsets[:, 1] > offsets[:, 0])
+        selected[0] &= not exclude_sink
         if not bool(selected.any()):
             raise ValueError(f"no token covers characters from {start_char} on in {text!r}")
         captured: list[Tensor] = []

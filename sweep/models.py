@@ -17,14 +17,11 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsA
 
 from omegaconf import OmegaConf
 
-from .config import ConfigError, ModelConfig, load_model_spec
+from .config import ModelConfig, load_model_spec
+from .errors import ConfigError, ModelError
 from .paths import cache_dir
 
 log = logging.getLogger(__name__)
-
-
-class ModelError(ValueError):
-    """A model that cannot be found, converted or steered."""
 
 
 def device_for(cfg: ModelConfig) -> torch.device:

@@ -18,10 +18,9 @@ def steered(question: str) -> str:
     return f"Question: {question}\nAnswer and explanation:"
 
 
-def reference(question: str, answer: str, explanation: str) -> tuple[str, int]:
-    """The reference text and the character offset where the gold answer starts (vectors average from there)."""
-    head = f"Question: {question}\nAnswer and explanation:\n"
-    return f"{head}{answer}\n{explanation}", len(head)
+def reference_answer(answer: str, explanation: str) -> str:
+    """What a gold reference vector averages over: the gold answer, then the model's explanation."""
+    return f"{answer}\n{explanation}"
 
 
 def split_explanation(continuation: str) -> tuple[str, str]:
@@ -37,6 +36,19 @@ def split_explanation(continuation: str) -> tuple[str, str]:
         return text, "marker" if text else "empty"
     text = continuation.strip()
     return text, "continuation" if text else "empty"
+
+
+def vector_span(tokenizer: PreTrainedTokenizerBase, question: str, answer: str | None,
+                chat_template: bool) -> tuple[str, int]:
+    """(text, start_char): the steered prompt exactly as steering renders it, then `answer` (as the model's turn
+    with a chat template, on a new line without one). A reference vector averages every layer's output over
+    the tokens from start_char on: the answer's tokens, or with answer=None the prompt's own tokens (the
+    question-only vector; the caller leaves the attention sink out when steering does)."""
+    prompt = render(tokenizer, steered(question), chat_template)
+    if answer is None:
+        return prompt, 0
+    head = prompt if chat_template else f"{prompt}\n"
+    return f"{head}{answer}", len(head)
 
 
 def render(tokenizer: PreTrainedTokenizerBase, text: str, chat_template: bool) -> str:

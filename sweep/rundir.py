@@ -10,7 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .config import ConfigError, SweepConfig, from_yaml, result_affecting_diff, to_yaml
+from .config import SweepConfig, from_yaml, result_affecting_diff, to_yaml
+from .errors import ConfigError
 
 # Column order and types of every Parquet file a stage writes; readers and tests rely on these.
 SCHEMAS: dict[str, pa.Schema] = {
@@ -26,9 +27,13 @@ SCHEMAS: dict[str, pa.Schema] = {
     "grades": pa.schema([
         ("prompt_id", pa.int64()), ("method", pa.string()), ("text", pa.string()),
         ("overlap", pa.float64()), ("overlap_continuation", pa.float64()),
-        ("overlap_with_prompt", pa.float64()), ("judge_score", pa.int64()),
+        ("overlap_with_prompt", pa.float64()), ("repetition", pa.float64()), ("distinct_2", pa.float64()),
+        ("degenerate", pa.bool_()), ("judge_score", pa.int64()),
         ("judge_parsed", pa.bool_()), ("grade", pa.string()), ("exact_grade", pa.string()),
-        ("composite", pa.float64()), ("accurate", pa.bool_()),
+        ("composite", pa.float64()), ("accurate_paper", pa.bool_()), ("accurate", pa.bool_()),
+    ]),
+    "timings": pa.schema([
+        ("prompt_id", pa.int64()), ("method", pa.string()), ("trial", pa.int64()), ("seconds", pa.float64()),
     ]),
 }
 SCHEMAS["transfer"] = SCHEMAS["grades"].append(pa.field("setting", pa.string()))
@@ -37,8 +42,8 @@ TRIAL_COLUMNS = [
     ("alpha_all", pa.float64()), ("gamma_all", pa.float64()),
     ("alpha_early", pa.float64()), ("alpha_middle", pa.float64()), ("alpha_late", pa.float64()),
     ("gamma_early", pa.float64()), ("gamma_middle", pa.float64()), ("gamma_late", pa.float64()),
-    ("text", pa.string()), ("overlap", pa.float64()), ("perplexity", pa.float64()),
-    ("objective", pa.float64()), ("seconds", pa.float64()),
+    ("vector", pa.string()), ("text", pa.string()), ("overlap", pa.float64()), ("perplexity", pa.float64()),
+    ("repetition", pa.float64()), ("distinct_2", pa.float64()), ("objective", pa.float64()),
 ]
 SCHEMAS["trials"] = pa.schema(TRIAL_COLUMNS)
 SCHEMAS["best"] = pa.schema(TRIAL_COLUMNS)
@@ -62,6 +67,25 @@ class RunDir:
     @property
     def tune_storage(self) -> Path:
         return self.root / "tune"
+
+    @property
+    def tune_state(self) -> Path:
+        """One file per shard of studies: their Optuna state and finished rows (sweep/tuning.py)."""
+        return self.root / "tune" / "state"
+
+    @property
+    def tune_failed(self) -> Path:
+        """Studies that failed in the last tune stage; while it exists the stage is not done."""
+        return self.root / "tune" / "failed.json"
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset.json"
+
+    @property
+    def mlflow_ids(self) -> Path:
+        """The MLflow store and parent run this directory logs to."""
+        return self.root / "mlflow_run.json"
 
     @property
     def report(self) -> Path:
@@ -111,6 +135,10 @@ def _atomic(path: Path, write) -> None:  # noqa: ANN001 - write is a callable ta
 
 def write_text_atomic(path: Path, text: str) -> None:
     _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def write_table(path: Path, rows: list[dict], schema: pa.Schema) -> None:

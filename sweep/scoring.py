@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import string
 
 # The authors used NLTK's word_tokenize: punkt sentence split, then NLTKWordTokenizer (the improved
@@ -43,9 +44,51 @@ def scored_text(prompt: str, continuation: str, include_prompt: bool) -> str:
     return f"{prompt}{continuation}" if include_prompt else continuation
 
 
-def objective(overlap: float, perplexity: float) -> float:
-    """The paper's per-trial objective, to maximise: 0.7*overlap - 0.3*min(ppl/100, 1)."""
-    return 0.7 * overlap - 0.3 * min(perplexity / 100.0, 1.0)
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens for the repetition measures (cheap, no NLTK: a trial worker may call it)."""
+    return re.findall(r"\w+", text.lower())
+
+
+def _distinct(tokens: list[str], n: int) -> float:
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def _tandem_share(tokens: list[str], longest: int = 4) -> float:
+    """Share of tokens (after the first) that complete a phrase of 1..longest words repeated back to back
+    ("Sugeno Sugeno", "Lotfi Zadeh, Lotfi Zadeh"); natural prose almost never does this."""
+    looping = sum(any(i + 1 >= 2 * n and tokens[i - n + 1:i + 1] == tokens[i - 2 * n + 1:i - n + 1]
+                      for n in range(1, longest + 1)) for i in range(1, len(tokens)))
+    return looping / (len(tokens) - 1)
+
+
+def repetition(text: str) -> float:
+    """How much of a text repeats itself, in [0, 1]: the larger of the share of repeated 4-grams (a sentence
+    going round in a loop) and the share of words that repeat the phrase just before them (short loops such
+    as "Sugeno Sugeno Sugeno Michio Michio", whose 4-grams are all distinct). Fluent answers score near 0."""
+    tokens = words(text)
+    if len(tokens) < 2:
+        return 0.0
+    return max(1.0 - _distinct(tokens, 4), _tandem_share(tokens))
+
+
+def distinct_2(text: str) -> float:
+    """Distinct bigrams / bigrams of the text's words (1.0 with fewer than two words)."""
+    return _distinct(words(text), 2)
+
+
+# An output this repetitive is degenerate: it never counts as accurate, whatever its composite.
+DEGENERATE_REPETITION = 0.5
+# The fluent objective's penalty per unit of repetition. A pure loop (repetition 1) loses 0.5, more than the
+# paper's whole perplexity term can cost (0.3), so a loop never beats a fluent answer of the same overlap.
+REPETITION_WEIGHT = 0.5
+
+
+def objective(overlap: float, perplexity: float, repeated: float, kind: str = "paper") -> float:
+    """The per-trial objective, to maximise. paper: 0.7*overlap - 0.3*min(ppl/100, 1) (loops have low
+    perplexity, so the paper's objective rewards them); fluent: that minus REPETITION_WEIGHT * repetition."""
+    paper = 0.7 * overlap - 0.3 * min(perplexity / 100.0, 1.0)
+    return paper - REPETITION_WEIGHT * repeated if kind == "fluent" else paper
 
 
 def composite(overlap: float, judge_score: float) -> float:

@@ -1,59 +1,91 @@
-"""MLflow: one parent run per sweep, one child run per (prompt, method) with a step per Optuna trial.
+"""MLflow: one parent run per run directory, one child run per study (prompt, arm) with a step per Optuna trial.
 
-Only the driver writes to MLflow (trials do not), so a SQLite store has one writer. Runs are found again by
-tags, never duplicated, and steps already logged are never logged twice: a resumed sweep tops runs up.
-Parquet is the source of truth; `sync_trials` brings MLflow up to date from it.
+One writer: the driver's `Tracker`, used live by a Tune callback on a background thread (each study is logged
+once it finishes) and, after that thread has drained, by `sync` from the Parquet files, which are the source of
+truth. What a run already holds is read in bulk (`search_runs`, a page per 1,000 runs) and kept in tags, so a
+rerun of a finished sweep writes nothing and reads a few pages. The parent run's id is saved in the run
+directory (mlflow_run.json): a run directory keeps its parent, and two directories with one config never share
+one. A failed command leaves no run RUNNING.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from .tuning import parse_key, trial_params
+from .rundir import write_text_atomic
+from .tuning import parse_key, study_key, trial_params
 
 log = logging.getLogger(__name__)
 
-SWEEP_TAG, PROMPT_TAG, METHOD_TAG = "fusion_steering.sweep", "fusion_steering.prompt_id", "fusion_steering.method"
-TRIAL_METRICS = ("overlap", "perplexity", "objective", "seconds")
+SWEEP_TAG, RUN_DIR_TAG, ROLE_TAG = "fusion_steering.sweep", "fusion_steering.run_dir", "fusion_steering.role"
+PROMPT_TAG, ARM_TAG, STEPS_TAG = "fusion_steering.prompt_id", "fusion_steering.method", "fusion_steering.steps"
+TRIAL_METRICS = ("overlap", "perplexity", "repetition", "objective")
+BATCH_LIMIT = 1000  # MLflow takes at most 1,000 metrics (and 100 params) per log_batch
 
 
 def default_uri(db: Path) -> str:
     return f"sqlite:///{db.resolve()}"
 
 
-class Tracker:
-    """The MLflow side of one sweep."""
+@dataclass
+class Child:
+    run_id: str
+    steps: int  # trials logged as steps 0..steps-1
+    finished: bool
+    final: bool  # final.* metrics logged
 
-    def __init__(self, uri: str, experiment: str, sweep_id: str, run_name: str, artifacts: Path) -> None:
-        self.client = MlflowClient(tracking_uri=uri)
+
+class Tracker:
+    """The MLflow side of one run directory."""
+
+    def __init__(self, uri: str, experiment: str, sweep_id: str, run_dir: Path, ids_file: Path) -> None:
+        self.uri, self.client = uri, MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         # A SQLite store would put artifacts under ./mlruns of whatever folder the command runs in; keep them
         # in the run directory instead. A tracking server decides for itself.
-        location = artifacts.resolve().as_uri() if uri.startswith("sqlite:") else None
+        location = (run_dir / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(
             experiment, artifact_location=location)
         self.sweep_id = sweep_id
-        parents = self._search(f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`fusion_steering.role` = 'sweep'")
-        if parents:
-            self.parent_id = parents[0].info.run_id
-            self.client.update_run(self.parent_id, status="RUNNING")
-        else:
-            self.parent_id = self.client.create_run(
-                self.experiment_id, run_name=run_name,
-                tags={SWEEP_TAG: sweep_id, "fusion_steering.role": "sweep"}).info.run_id
-        self._children: dict[str, str] = {}
-        self._steps: dict[str, set[int]] = {}
-        for run in self._search(f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`fusion_steering.role` = 'study'"):
-            self._children[f"{run.data.tags[PROMPT_TAG]}/{run.data.tags[METHOD_TAG]}"] = run.info.run_id
+        self.parent_id = self._parent(run_dir, ids_file)
+        self.children = self._children()
+
+    def _parent(self, run_dir: Path, ids_file: Path) -> str:
+        """The parent run saved in the run directory for this store; else one tagged with this directory and
+        config (a directory whose mlflow_run.json was lost); else a new one. Saved back either way."""
+        saved = json.loads(ids_file.read_text()) if ids_file.exists() else {}
+        parent = saved.get(self.uri)
+        if parent and not self._exists(parent):
+            parent = None
+        if parent is None:
+            query = (f"tags.`{SWEEP_TAG}` = '{self.sweep_id}' and tags.`{RUN_DIR_TAG}` = '{run_dir}' "
+                     f"and tags.`{ROLE_TAG}` = 'sweep'")
+            found = self._search(query)
+            parent = found[0].info.run_id if found else self.client.create_run(
+                self.experiment_id, run_name=run_dir.name,
+                tags={SWEEP_TAG: self.sweep_id, RUN_DIR_TAG: str(run_dir), ROLE_TAG: "sweep"}).info.run_id
+            write_text_atomic(ids_file, json.dumps({**saved, self.uri: parent}, indent=2))
+        self.client.update_run(parent, status="RUNNING")
+        return parent
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            return self.client.get_run(run_id).info.lifecycle_stage == "active"
+        except MlflowException:
+            return False
 
     def _search(self, query: str) -> list:
         runs, token = [], None
@@ -64,65 +96,77 @@ class Tracker:
             if not token:
                 return runs
 
+    def _children(self) -> dict[str, Child]:
+        children = {}
+        for run in self._search(f"tags.`mlflow.parentRunId` = '{self.parent_id}'"):
+            tags = run.data.tags
+            key = study_key(int(tags[PROMPT_TAG]), tags[ARM_TAG])
+            children[key] = Child(run.info.run_id, int(tags.get(STEPS_TAG, 0)), run.info.status == "FINISHED",
+                                  "final.composite" in run.data.metrics)
+        return children
+
     def log_config(self, params: Mapping[str, object]) -> None:
         existing = self.client.get_run(self.parent_id).data.params
         new = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
-        for start in range(0, len(new), 100):  # MLflow takes at most 100 params per batch
+        for start in range(0, len(new), 100):
             self.client.log_batch(self.parent_id, params=new[start:start + 100])
 
-    def child(self, prompt_id: int, method: str) -> str:
-        key = f"{prompt_id}/{method}"
-        if key not in self._children:
-            self._children[key] = self.client.create_run(
-                self.experiment_id, run_name=f"prompt-{prompt_id}-{method}",
-                tags={"mlflow.parentRunId": self.parent_id, SWEEP_TAG: self.sweep_id,
-                      "fusion_steering.role": "study", PROMPT_TAG: str(prompt_id), METHOD_TAG: method}).info.run_id
-        return self._children[key]
+    def _child(self, key: str) -> Child:
+        if key not in self.children:
+            prompt_id, arm = parse_key(key)
+            run = self.client.create_run(
+                self.experiment_id, run_name=f"prompt-{prompt_id}-{arm}",
+                tags={"mlflow.parentRunId": self.parent_id, SWEEP_TAG: self.sweep_id, ROLE_TAG: "study",
+                      PROMPT_TAG: str(prompt_id), ARM_TAG: arm})
+            self.children[key] = Child(run.info.run_id, 0, False, False)
+        return self.children[key]
 
-    def _logged_steps(self, run_id: str) -> set[int]:
-        if run_id not in self._steps:
-            self._steps[run_id] = {m.step for m in self.client.get_metric_history(run_id, "objective")}
-        return self._steps[run_id]
+    def log_study(self, key: str, rows: Sequence[Mapping[str, object]], budget: int) -> None:
+        """A study's trials as steps (those not logged yet, in trial order), and FINISHED once its budget is in."""
+        child = self._child(key)
+        new = [r for r in sorted(rows, key=lambda r: int(r["trial"])) if int(r["trial"]) >= child.steps]
+        if new:
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, float(v), now, int(row["trial"])) for row in new
+                       for k, v in {**{m: row[m] for m in TRIAL_METRICS}, **trial_params(row)}.items()]
+            steps = int(new[-1]["trial"]) + 1
+            for start in range(0, len(metrics), BATCH_LIMIT):
+                last = start + BATCH_LIMIT >= len(metrics)
+                self.client.log_batch(child.run_id, metrics=metrics[start:start + BATCH_LIMIT],
+                                      tags=[RunTag(STEPS_TAG, str(steps))] if last else [])
+            child.steps = steps
+        if child.steps >= budget and not child.finished:
+            self.client.set_terminated(child.run_id, "FINISHED")
+            child.finished = True
 
-    def log_trial(self, row: Mapping[str, object]) -> None:
-        """One Optuna trial as one step of its study's child run; a step already there is skipped."""
-        run_id = self.child(int(row["prompt_id"]), str(row["method"]))
-        step = int(row["trial"])
-        steps = self._logged_steps(run_id)
-        if step in steps:
+    def sync_trials(self, rows: Iterable[Mapping[str, object]], budgets: Mapping[str, int]) -> None:
+        """Bring MLflow up to date with trials.parquet; studies already complete there cost no call."""
+        by_study: dict[str, list] = defaultdict(list)
+        for row in rows:
+            by_study[study_key(int(row["prompt_id"]), str(row["method"]))].append(row)
+        for key, study_rows in by_study.items():
+            child = self.children.get(key)
+            if child is None or child.steps < len(study_rows) or (not child.finished and child.steps >= budgets[key]):
+                self.log_study(key, study_rows, budgets[key])
+
+    def log_final(self, key: str, metrics: Mapping[str, float], params: Mapping[str, float]) -> None:
+        child = self._child(key)
+        if child.final:
             return
         now = int(time.time() * 1000)
-        values = {**{k: row[k] for k in TRIAL_METRICS}, **trial_params(row)}
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
-        steps.add(step)
-
-    def sync_trials(self, rows: Iterable[Mapping[str, object]], budget: int) -> None:
-        """Bring MLflow up to date with trials.parquet, and close each study's run once its budget is done."""
-        count: dict[str, int] = {}
-        for row in rows:
-            self.log_trial(row)
-            key = f"{row['prompt_id']}/{row['method']}"
-            count[key] = count.get(key, 0) + 1
-        for key, n in count.items():
-            if n >= budget:
-                self.client.set_terminated(self.child(*parse_key(key)), "FINISHED")
-
-    def _log_once(self, run_id: str, metrics: Mapping[str, float], params: Mapping[str, object]) -> None:
-        """Metrics and params a run does not have yet (a rerun logs nothing twice)."""
-        data = self.client.get_run(run_id).data
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if k not in data.metrics],
-            params=[Param(k, str(v)) for k, v in params.items() if k not in data.params])
-
-    def log_final(self, prompt_id: int, method: str, metrics: Mapping[str, float], params: Mapping[str, float]) -> None:
-        self._log_once(self.child(prompt_id, method), metrics, {f"best.{k}": v for k, v in params.items()})
+        self.client.log_batch(child.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                              params=[Param(f"best.{k}", str(v)) for k, v in params.items()])
+        child.final = True
 
     def log_summary(self, metrics: Mapping[str, float], artifacts: Iterable[Path]) -> None:
-        self._log_once(self.parent_id, metrics, {})
+        data = self.client.get_run(self.parent_id).data
+        now = int(time.time() * 1000)
+        new = [Metric(k, float(v), now, 0) for k, v in metrics.items() if k not in data.metrics]
+        for start in range(0, len(new), BATCH_LIMIT):
+            self.client.log_batch(self.parent_id, metrics=new[start:start + BATCH_LIMIT])
         logged = {a.path for a in self.client.list_artifacts(self.parent_id)}
         for path in artifacts:
-            if path.name in logged:
+            if path.name in logged or not path.exists():
                 continue
             if path.is_dir():
                 self.client.log_artifacts(self.parent_id, str(path), path.name)
@@ -130,45 +174,49 @@ class Tracker:
                 self.client.log_artifact(self.parent_id, str(path))
 
     def close(self, ok: bool) -> None:
-        self.client.set_terminated(self.parent_id, RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED))
+        """The parent FINISHED or FAILED; after a failure, studies that did not finish are KILLED, so no run is
+        left RUNNING (a rerun resumes them and marks them FINISHED)."""
+        if not ok:
+            for child in self.children.values():
+                if not child.finished:
+                    self.client.set_terminated(child.run_id, "KILLED")
+        self.client.set_terminated(self.parent_id, "FINISHED" if ok else "FAILED")
 
 
-class LiveTrialLogger(tune.Callback):
-    """Logs each reported Optuna trial to MLflow as it happens, from a background thread so that Tune's
-    driver loop never waits on the tracking store. A tracking outage only warns: Parquet is the record, and
-    `sync_tracking` catches up at the end of the command. Tune pickles its callbacks with the experiment, so
-    this holds only the tracker's arguments; the thread and its queue are made on first use."""
+class LiveLogger(tune.Callback):
+    """Logs each study to MLflow when its shard reports it finished, on a background thread, so Tune's driver
+    loop never waits on the tracking store. A tracking outage only warns: Parquet is the record, and the
+    command's final sync catches up. Tune pickles its callbacks with the experiment: the tracker and thread
+    stay out of the pickle."""
 
-    def __init__(self, uri: str, experiment: str, sweep_id: str, run_name: str, artifacts: Path) -> None:
-        self.args = (uri, experiment, sweep_id, run_name, artifacts)
-        self._queue: queue.Queue | None = None
-        self._thread: threading.Thread | None = None
+    def __init__(self, tracker: Tracker, budgets: Mapping[str, int]) -> None:
+        self.tracker, self.budgets = tracker, budgets
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._drain, name="mlflow-live", daemon=True)
+        self._thread.start()
 
     def __getstate__(self) -> dict:
-        return {"args": self.args, "_queue": None, "_thread": None}
+        return {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
-        if self._thread is None:
-            self._queue = queue.Queue()
-            self._thread = threading.Thread(target=self._drain, name="mlflow-live", daemon=True)
-            self._thread.start()
-        self._queue.put(dict(result))
+        for key, rows in result.get("finished_studies", {}).items():
+            self._queue.put((key, rows))
 
-    def on_experiment_end(self, trials, **info) -> None:  # noqa: ANN001 - Tune's signature
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=120)
+    def close(self) -> None:
+        """Wait until everything queued is written (or dropped after a failure): then the final sync is the
+        only writer."""
+        self._queue.put(None)
+        self._thread.join()
 
     def _drain(self) -> None:
-        tracker: Tracker | None = None
         failed = False
-        while (row := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
             if failed:
                 continue  # each failed call can wait through MLflow's retries; the final sync catches up
+            key, rows = item
             try:
-                tracker = tracker or Tracker(*self.args)
-                tracker.log_trial(row)
+                self.tracker.log_study(key, rows, self.budgets[key])
             except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
                 failed = True
-                log.warning("MLflow live logging stopped at prompt %s trial %s (%s); the end of the command "
-                            "syncs from Parquet", row.get("prompt_id"), row.get("trial"), str(err).splitlines()[0][:300])
+                log.warning("MLflow live logging stopped at study %s (%s); the end of the command syncs from "
+                            "Parquet", key, str(err).splitlines()[0][:300])

@@ -1,14 +1,24 @@
-"""The Tune trainable: one independent, seeded Optuna study per (prompt, method), checkpointed after every trial."""
+"""The Tune trainable: a shard of studies, one independent seeded Optuna study per (prompt, arm), run in rounds.
+
+Each round, every unfinished study of the shard asks `in_flight` trials; all of them go to one replica as one
+batch; the answers are told back; the shard's state (every study with its rows) is written atomically to one
+file in the run directory. So:
+- batch composition is a function of the config (the shard and the round), never of timing: a run's results
+  are the same run to run, even with kernels that are not batch-invariant (bitsandbytes);
+- a kill at any point loses at most the round in flight, which a rerun asks again with the same parameters
+  (the sampler's state is in the file) and the same batch;
+- Tune schedules shards over the cluster and restarts a failed one, which resumes from its file; a replica
+  that is gone for good is skipped for the next one.
+Pure Python, Optuna and Ray: trial workers never import torch.
+"""
 
 from __future__ import annotations
 
-import json
 import pickle
-import tempfile
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -16,16 +26,18 @@ import ray
 from optuna.distributions import FloatDistribution
 from ray import tune
 
-from .messages import SteerSettings
+from .arms import Arm, arm_by_name, vector_key
+from .messages import SteeredOutput, SteerRequest, SteerSettings
+from .rundir import write_bytes_atomic
 from .scoring import objective
 from .weights import SEGMENT_NAMES, layer_weights
 
-STUDY_FILE, ROWS_FILE = "study.pkl", "rows.json"
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @dataclass(frozen=True)
 class StudySettings:
-    """Everything a trial needs besides its (prompt, method); shared by all trials through Tune."""
+    """Everything a shard needs besides its studies; shared by all shards through Tune."""
 
     trials: int
     seed: int
@@ -36,6 +48,15 @@ class StudySettings:
     steer: SteerSettings  # what the replicas need to run a trial
     call_timeout_s: float
     in_flight: int
+    objective: str  # scoring.objective
+    state_dir: str  # DIR/tune/state: one file per shard
+    mismatch: dict[int, int] = field(default_factory=dict)  # prompt -> whose vector the mismatched arm uses
+
+
+@dataclass
+class StudyState:
+    study: optuna.Study
+    rows: list[dict] = field(default_factory=list)  # one per finished trial, as trials.parquet holds them
 
 
 def trial_params(row: Mapping[str, Any]) -> dict[str, float]:
@@ -43,18 +64,24 @@ def trial_params(row: Mapping[str, Any]) -> dict[str, float]:
     return {k: v for k, v in row.items() if k.startswith(("alpha_", "gamma_")) and v is not None}
 
 
-def study_key(prompt_id: int, method: str) -> str:
-    return f"{prompt_id}/{method}"
+def study_key(prompt_id: int, arm: str) -> str:
+    return f"{prompt_id}/{arm}"
 
 
 def parse_key(key: str) -> tuple[int, str]:
-    prompt_id, method = key.split("/")
-    return int(prompt_id), method
+    prompt_id, arm = key.split("/")
+    return int(prompt_id), arm
 
 
-def search_space(method: str, settings: StudySettings) -> dict[str, FloatDistribution]:
-    """The paper's space: alpha, gamma uniform in [0.01, 1] for all layers, or per segment."""
-    groups = ["all"] if method == "full" else list(SEGMENT_NAMES)
+def budget(arm: Arm, trials: int) -> int:
+    """prompt_only has nothing to tune: one trial."""
+    return trials if arm.method else 1
+
+
+def search_space(arm: Arm, settings: StudySettings) -> dict[str, FloatDistribution]:
+    """The paper's space: alpha, gamma uniform in [0.01, 1] for all layers (full) or per segment; none for
+    prompt_only, whose weights are all zero."""
+    groups = {"full": ["all"], "segmented": list(SEGMENT_NAMES), None: []}[arm.method]
     space = {}
     for group in groups:
         space[f"alpha_{group}"] = FloatDistribution(*settings.alpha)
@@ -62,87 +89,119 @@ def search_space(method: str, settings: StudySettings) -> dict[str, FloatDistrib
     return space
 
 
-def study_seed(seed: int, prompt_id: int, method: str) -> int:
-    """A per-study seed that does not depend on Python's hash randomisation or trial order."""
-    return zlib.crc32(f"{seed}/{prompt_id}/{method}".encode())
+def study_seed(seed: int, prompt_id: int, arm: Arm) -> int:
+    """Seeded by the method, not the arm: a method and its controls sample the same weights (with fewer
+    trials than TPE's start-up count), so their difference is the steering vector's alone. Independent of
+    Python's hash randomisation and of the order trials run in."""
+    return zlib.crc32(f"{seed}/{prompt_id}/{arm.method or arm.name}".encode())
 
 
-def new_study(seed: int, prompt_id: int, method: str) -> optuna.Study:
+def new_state(seed: int, prompt_id: int, arm: Arm) -> StudyState:
     # TPE's first 10 trials are random start-up trials: with the paper's 5 trials this is random search.
-    sampler = optuna.samplers.TPESampler(seed=study_seed(seed, prompt_id, method))
-    return optuna.create_study(direction="maximize", sampler=sampler)
+    sampler = optuna.samplers.TPESampler(seed=study_seed(seed, prompt_id, arm))
+    return StudyState(optuna.create_study(direction="maximize", sampler=sampler))
 
 
-def completed(study: optuna.Study) -> int:
-    """The budget counts COMPLETE trials, so a trial interrupted by a restart is asked again, not lost."""
-    return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+def completed(state: StudyState) -> int:
+    return len(state.rows)
 
 
-def run_study(config: dict[str, Any], settings: StudySettings, replicas: list) -> None:
-    """Tune function trainable for one (prompt, method). Keeps `in_flight` evaluations queued at its replica
-    so batches fill; reports once per finished Optuna trial and checkpoints after each group that finished."""
-    prompt_id, method = parse_key(config["study"])
-    study, rows = _restore(settings, prompt_id, method)
-    replica = replicas[prompt_id % len(replicas)]
-    space = search_space(method, settings)
-    pending: dict[ray.ObjectRef, optuna.Trial] = {}
-
-    def ask_more() -> None:
-        while completed(study) + len(pending) < settings.trials and len(pending) < settings.in_flight:
-            trial = study.ask(space)
-            # A trial's slot is its place in the study's order; a trial re-asked after a restore keeps its slot.
-            trial.set_user_attr("slot", trial.user_attrs.get("slot", completed(study) + len(pending)))
-            alpha, gamma = layer_weights(trial.params, settings.num_layers, settings.segments)
-            pending[replica.steer.remote(settings.steer, prompt_id, alpha, gamma)] = trial
-
-    ask_more()
-    while pending:
-        first, _ = ray.wait(list(pending), num_returns=1, timeout=settings.call_timeout_s)
-        if not first:
-            raise TimeoutError(f"no steered trial of prompt {prompt_id} came back in {settings.call_timeout_s} s")
-        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)  # a batch returns together
-        finished = []
-        for ref in done:
-            trial, out = pending.pop(ref), ray.get(ref)
-            value = objective(out.overlap, out.perplexity)
-            study.tell(trial, value)
-            finished.append({"prompt_id": prompt_id, "method": method, "trial": trial.user_attrs["slot"],
-                             **trial.params, "text": out.text, "overlap": out.overlap,
-                             "perplexity": out.perplexity, "objective": value, "seconds": out.seconds})
-        rows.extend(finished)
-        ask_more()  # before reporting, so the replica's next batch is not waiting on this study's checkpoint
-        _report(study, rows, finished)
+def finished(key: str, state: StudyState | None, trials: int) -> bool:
+    return state is not None and completed(state) >= budget(arm_by_name(parse_key(key)[1]), trials)
 
 
-def _report(study: optuna.Study, rows: list[dict], finished: list[dict]) -> None:
-    """One Tune result per finished Optuna trial; the checkpoint goes with the last of them."""
-    metrics = [{k: v for k, v in row.items() if k != "text"} for row in finished]
-    for row_metrics in metrics[:-1]:
-        tune.report(row_metrics)
-    with tempfile.TemporaryDirectory() as folder:
-        # Optuna's own state (sampler RNG included) is pickled into Tune's checkpoint inside the run
-        # directory, so a resumed study asks exactly what an uninterrupted one would.
-        (Path(folder) / STUDY_FILE).write_bytes(pickle.dumps(study))
-        (Path(folder) / ROWS_FILE).write_text(json.dumps(rows))
-        tune.report(metrics[-1], checkpoint=tune.Checkpoint.from_directory(folder))
+def shard_file(state_dir: str | Path, keys: list[str]) -> Path:
+    """A shard's state file is named after its first study."""
+    prompt_id, arm = parse_key(keys[0])
+    return Path(state_dir) / f"{prompt_id:07d}-{arm}.pkl"
 
 
-def _restore(settings: StudySettings, prompt_id: int, method: str) -> tuple[optuna.Study, list[dict]]:
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return new_study(settings.seed, prompt_id, method), []
-    with checkpoint.as_directory() as folder:
-        study = pickle.loads((Path(folder) / STUDY_FILE).read_bytes())
-        rows = json.loads((Path(folder) / ROWS_FILE).read_text())
-    # Evaluations in flight when the run stopped are asked again with the same parameters and slot, so the
-    # sampler's sequence (and the result) matches an uninterrupted run.
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.enqueue_trial(trial.params, user_attrs={"slot": trial.user_attrs["slot"]})
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-    return study, rows
+def write_states(path: Path, states: dict[str, StudyState]) -> None:
+    write_bytes_atomic(path, pickle.dumps(states))
 
 
-def checkpoint_rows(checkpoint: tune.Checkpoint) -> list[dict]:
-    with checkpoint.as_directory() as folder:
-        return json.loads((Path(folder) / ROWS_FILE).read_text())
+def read_state_file(path: Path) -> dict[str, StudyState]:
+    """One shard's states; none before its first round."""
+    return pickle.loads(path.read_bytes()) if path.exists() else {}
 
+
+def read_states(state_dir: Path) -> dict[str, StudyState]:
+    """Every study's latest state from the shard files; where a study sits in several files (re-sharded on a
+    resume with another cluster.max_batch), the one with the most finished trials wins."""
+    states: dict[str, StudyState] = {}
+    for path in sorted(state_dir.glob("*.pkl")):
+        for key, state in read_state_file(path).items():
+            if key not in states or completed(state) > completed(states[key]):
+                states[key] = state
+    return states
+
+
+def run_shard(config: dict[str, Any], settings: StudySettings, replicas: list) -> None:
+    """Tune function trainable for one shard: `config["shard"]` = {"studies": [key, ...], "replica": index}."""
+    keys, first_replica = config["shard"]["studies"], config["shard"]["replica"]
+    path = shard_file(settings.state_dir, keys)
+    saved = read_state_file(path)
+    states = {k: saved.get(k) or new_state(settings.seed, parse_key(k)[0], arm_by_name(parse_key(k)[1]))
+              for k in keys}
+    while True:
+        asked = _ask_round(states, settings)
+        if not asked:
+            return
+        outputs = _call(replicas, first_replica, settings, [request for _, _, request in asked])
+        rows = [_tell(states[key], key, trial, request.vector, out, settings)
+                for (key, trial, request), out in zip(asked, outputs)]
+        write_states(path, states)
+        done_now = {study_key(row["prompt_id"], row["method"]) for row in rows}
+        tune.report({"trials_done": len(rows),
+                     "objectives": {k: max(r["objective"] for r in states[k].rows) for k in keys if states[k].rows},
+                     "finished_studies": {k: [_metrics_only(r) for r in states[k].rows] for k in sorted(done_now)
+                                          if finished(k, states[k], settings.trials)}})
+
+
+def _metrics_only(row: dict) -> dict:
+    """A row without its text, for Tune's results (kept in the driver's memory)."""
+    return {k: v for k, v in row.items() if k != "text"}
+
+
+def _ask_round(states: dict[str, StudyState], settings: StudySettings) -> list[tuple[str, optuna.Trial, SteerRequest]]:
+    asked = []
+    for key, state in states.items():
+        prompt_id, name = parse_key(key)
+        arm = arm_by_name(name)
+        space = search_space(arm, settings)
+        for _ in range(min(settings.in_flight, budget(arm, settings.trials) - completed(state))):
+            trial = state.study.ask(space)
+            if arm.method:
+                alpha, gamma = layer_weights(trial.params, settings.num_layers, settings.segments)
+            else:
+                alpha = gamma = [0.0] * settings.num_layers
+            asked.append((key, trial, SteerRequest(prompt_id, vector_key(arm, prompt_id, settings.mismatch),
+                                                   alpha, gamma)))
+    return asked
+
+
+def _tell(state: StudyState, key: str, trial: optuna.Trial, vector: str, out: SteeredOutput,
+          settings: StudySettings) -> dict:
+    value = objective(out.overlap, out.perplexity, out.repetition, settings.objective)
+    state.study.tell(trial, value)
+    prompt_id, arm = parse_key(key)
+    row = {"prompt_id": prompt_id, "method": arm, "trial": completed(state), **trial.params, "vector": vector, "text": out.text,
+           "overlap": out.overlap, "perplexity": out.perplexity, "repetition": out.repetition,
+           "distinct_2": out.distinct_2, "objective": value, "seconds": out.seconds}
+    state.rows.append(row)
+    return row
+
+
+def _call(replicas: list, first: int, settings: StudySettings, requests: list[SteerRequest]) -> list[SteeredOutput]:
+    """The batch on the shard's replica; a replica that is gone for good (its restarts used up) is skipped for
+    the next one. Every replica computes the same batch alike, so which one answers changes nothing."""
+    errors = []
+    for offset in range(len(replicas)):
+        replica = replicas[(first + offset) % len(replicas)]
+        try:
+            return ray.get(replica.steer.remote(settings.steer, requests), timeout=settings.call_timeout_s)
+        except ray.exceptions.RayActorError as err:
+            errors.append(str(err).splitlines()[0])
+        except ray.exceptions.GetTimeoutError:
+            raise TimeoutError(f"no answer from a replica in {settings.call_timeout_s} s") from None
+    raise RuntimeError(f"every replica is gone ({'; '.join(errors)})")

@@ -4,7 +4,6 @@ and small SimpleQA-format CSVs made here."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import socket
@@ -118,22 +117,16 @@ def sweep_command(out: Path, csv: Path, *overrides: str) -> list[str]:
 
 
 def start_sweep(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
 
 
 def finished_trials(out: Path) -> int:
-    """Optuna trials recorded in the studies' latest Tune checkpoints."""
-    total = 0
-    for study in (out / "tune" / "studies").glob("run_study_*"):
-        latest = sorted(study.glob("checkpoint_*/rows.json"))
-        if latest:
-            try:
-                total += len(json.loads(latest[-1].read_text()))
-            except (json.JSONDecodeError, FileNotFoundError):
-                pass  # being written or rotated right now
-    return total
+    """Optuna trials recorded in the shards' state files."""
+    from sweep.tuning import read_states
+
+    return sum(len(state.rows) for state in read_states(out / "tune" / "state").values())
 
 
 def wait_for_trials(proc: subprocess.Popen, out: Path, trials: int, timeout: float = 300) -> None:

@@ -8,7 +8,8 @@ import pytest
 from torch import nn
 
 from sweep.cli import main
-from sweep.models import ModelError, decoder_layers
+from sweep.errors import ModelError
+from sweep.models import decoder_layers
 
 from conftest import CONF
 
@@ -58,6 +59,7 @@ def test_paper_table_json_has_the_documented_keys(capsys):
     assert round(100 * table["segmented"]["accuracy"], 1) == 25.4
     assert {"accuracy", "overlap_ge_05", "judge_ge_4", "composite_mean", "overlap_mean"} <= set(table["full"])
     assert table["overlap_agreement"] >= 0.99
+    assert set(table["simpleqa_correct"]) == {"baseline", "full", "segmented"}
 
 
 def test_a_question_longer_than_the_context_is_refused_before_generation(tmp_path: Path, capsys):
@@ -75,13 +77,14 @@ def test_a_corrupted_vectors_file_is_named_and_left_for_the_user(tmp_path: Path,
     from sweep.rundir import SCHEMAS, RunDir, write_table
 
     run = RunDir(tmp_path / "r")
-    overrides = ["model.name=tiny-random", "model.quantization=none"]
+    overrides = ["model.name=tiny-random", "model.quantization=none", "controls=[prompt_only,random]"]
     run.prepare(compose(CONF / "smoke.yaml", overrides))
     write_table(run.table("prompts"), [{"prompt_id": 0, "question": "q", "answer": "a", "topic": "", "answer_type": "",
                                         "baseline_text": "", "baseline_grade": "INCORRECT"}], SCHEMAS["prompts"])
     write_table(run.table("references"), [{"prompt_id": 0, "question": "q", "answer": "a", "explanation": "",
-                                           "explanation_source": "empty", "reference_text": "q a"}],
+                                           "explanation_source": "empty", "reference_text": "a"}],
                 SCHEMAS["references"])
+    run.dataset.write_text("{}")
     run.vectors.write_bytes(b"\x00garbage")
     code, err = run_cli(capsys, "tune", "--config", str(CONF / "smoke.yaml"), "--out", str(run.root), *overrides)
     assert code == 2
@@ -121,7 +124,7 @@ def test_replicas_the_cluster_cannot_place_fail_with_what_is_free(tmp_path: Path
     out = tmp_path / "r"
     code, err = run_cli(capsys, "run", "--config", str(CONF / "smoke.yaml"), "--out", str(out),
                         "model.name=tiny-random", "model.quantization=none", f"data.csv={simpleqa_csv}",
-                        "cluster.replica_gpus=1", "cluster.call_timeout_s=5")
+                        "model.device=cuda", "cluster.num_replicas=1", "cluster.call_timeout_s=5")
     assert code == 2
     assert "no room for the replica replicas (1 x {'GPU': 1.0}) after 5 s" in err and "free now" in err
     assert not (out / "prompts.parquet").exists()

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep.config import ConfigError, compose, fingerprint, from_yaml, to_yaml
+from sweep.config import compose, fingerprint, from_yaml, to_yaml
+from sweep.errors import ConfigError
 from sweep.rundir import RunDir
 
 from conftest import CONF
@@ -37,6 +38,11 @@ def test_overriding_the_model_name_loads_that_models_spec():
     ("model.colour=red", "unknown config key 'model.colour'"),
     ("search.trials=many", "search.trials"),
     ("generation.max_new_tokens", "must be key=value"),
+    ("controls=[placebo]", "controls=['placebo'] is not valid; choose from: prompt_only, random, mismatched"),
+    ("cluster.num_replicas=0", "cluster.num_replicas=0 must be 'auto' or a whole number"),
+    ("cluster.num_replicas=many", "cluster.num_replicas='many' must be 'auto'"),
+    ("scoring.objective=loss", "choose one of: paper, fluent"),
+    ("data.skip=-1", "data.skip=-1 must be 0 or more"),
 ])
 def test_bad_values_are_refused_with_a_specific_message(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):

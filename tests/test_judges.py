@@ -34,8 +34,8 @@ def test_overlap_objective_and_composite_follow_the_paper():
     assert token_overlap("Michio Sugeno", "michio, who?") == 0.5
     assert token_overlap("", "anything") == 0.0
     assert token_overlap("Paris, France", "Paris") == 0.5  # the comma is not a word
-    assert objective(1.0, 50.0) == pytest.approx(0.7 - 0.15)
-    assert objective(0.0, 1e6) == pytest.approx(-0.3)
+    assert objective(1.0, 50.0, 0.0) == pytest.approx(0.7 - 0.15)
+    assert objective(0.0, 1e6, 0.0) == pytest.approx(-0.3)
     assert composite(1.0, 1) == pytest.approx(0.6)  # overlap 1.0 alone passes the 0.6 bar (method.md §9.5)
 
 

@@ -9,6 +9,7 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
@@ -17,6 +18,9 @@ from sweep.rundir import SCHEMAS
 from conftest import CONF, REPO
 
 pytestmark = pytest.mark.slow
+ARMS = ["full", "full-mismatched", "full-random", "prompt_only", "segmented", "segmented-mismatched",
+        "segmented-random"]
+STUDIES = 4 * len(ARMS)
 
 
 def fusion_steering(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -48,20 +52,26 @@ def test_every_stage_file_is_written_with_its_schema(smoke_run):
     assert len(prompts) == 4
     assert all(p["baseline_grade"] in ("INCORRECT", "NOT_ATTEMPTED") for p in prompts)
     vectors = load_file(out / "vectors.safetensors")
-    assert sorted(vectors) == sorted(str(p["prompt_id"]) for p in prompts)
+    ids = sorted(str(p["prompt_id"]) for p in prompts)
+    assert sorted(vectors) == sorted([f"gold/{i}" for i in ids] + [f"random/{i}" for i in ids])
     assert {tuple(v.shape) for v in vectors.values()} == {(30, 576)}
+    for i in ids:  # the random control keeps each layer's norm
+        torch.testing.assert_close(vectors[f"random/{i}"].norm(dim=-1), vectors[f"gold/{i}"].norm(dim=-1))
     assert (out / "config.yaml").read_text().count("quantization: none") == 1
     report = (out / "report.md").read_text()
-    assert "| composite >= 0.6 |" in report and "## Paired comparisons" in report and "Oracle set-up" in report
+    assert "## Headline: each method against its controls" in report and "Holm-adjusted" in report
+    assert "| prompt_only → full (oracle) |" in report and "| segmented-random (oracle) → segmented (oracle) |" in report
+    assert "`simpleqa.csv`" in report and str(out.parent) not in report and "conf_dir" not in report
     grades = pq.read_table(out / "grades.parquet").to_pandas()
-    for method in ("baseline", "full", "segmented"):  # the report's numbers come from grades.parquet
-        assert f"{grades[grades['method'] == method]['composite'].mean():.2f} [" in report
-    for plot in ("accuracy", "composite", "judge_scores", "best_weights", "objective_by_trial"):
+    assert sorted(grades["method"].unique()) == sorted(["baseline", *ARMS])
+    for arm in ("baseline", "full", "segmented"):  # the report's numbers come from grades.parquet
+        assert f"{grades[grades['method'] == arm]['composite'].mean():.2f} [" in report
+    for plot in ("shares", "composite", "judge_scores", "best_weights", "objective_by_trial"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000
     transfer = pq.read_table(out / "transfer.parquet").to_pandas()
-    assert set(transfer["setting"]) == {"transfer", "question-only"}
+    assert set(transfer["setting"]) == {"transfer", "question-only", "self"}
     assert set(transfer["method"]) == {"full", "segmented"} and transfer["prompt_id"].nunique() == 2
-    assert "## Oracle vs transfer (held-out prompts)" in report and "question-only vectors (no gold)" in report
+    assert "## Oracle vs transfer (held-out prompts)" in report and "the model's own answer as vector (no gold)" in report
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "<table>" in html
 
@@ -70,7 +80,8 @@ def test_each_study_ran_exactly_its_budget_and_best_is_its_maximum(smoke_run):
     out, _, _ = smoke_run
     trials = pq.read_table(out / "trials.parquet").to_pandas()
     counts = trials.groupby(["prompt_id", "method"]).size()
-    assert len(counts) == 8 and set(counts) == {2}
+    assert len(counts) == STUDIES and set(counts.drop("prompt_only", level="method")) == {2}
+    assert set(counts.xs("prompt_only", level="method")) == {1}
     assert not trials.duplicated(["prompt_id", "method", "trial"]).any()
     full = trials[trials["method"] == "full"]
     assert full[["alpha_all", "gamma_all"]].notna().all().all()
@@ -81,9 +92,14 @@ def test_each_study_ran_exactly_its_budget_and_best_is_its_maximum(smoke_run):
     best = pq.read_table(out / "best.parquet").to_pandas()
     top = trials.groupby(["prompt_id", "method"])["objective"].max().reset_index()
     assert best.sort_values(["prompt_id", "method"])["objective"].tolist() == top["objective"].tolist()
+    mismatched = trials[trials["method"] == "full-mismatched"]
+    assert (mismatched["vector"] != "gold/" + mismatched["prompt_id"].astype(str)).all()
+    same_weights = trials[trials["method"] == "full"].merge(trials[trials["method"] == "full-random"],
+                                                             on=["prompt_id", "trial"])
+    assert (same_weights["alpha_all_x"] == same_weights["alpha_all_y"]).all()  # controls share the method's seed
     grades = pq.read_table(out / "grades.parquet").to_pandas()
-    assert sorted(grades["method"].unique()) == ["baseline", "full", "segmented"]
     assert (grades["composite"] == 0.5 * grades["overlap"] + 0.5 * grades["judge_score"] / 5).all()
+    assert (grades["accurate"] == grades["accurate_paper"] & ~grades["degenerate"]).all()
 
 
 def test_mlflow_has_one_parent_and_one_child_per_study_with_a_step_per_trial(smoke_run):
@@ -93,15 +109,18 @@ def test_mlflow_has_one_parent_and_one_child_per_study_with_a_step_per_trial(smo
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("fusion_steering.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("fusion_steering.role") == "study"]
-    assert len(parents) == 1 and len(children) == 8
+    assert len(parents) == 1 and len(children) == STUDIES
     assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
     assert all(r.info.status == "FINISHED" for r in runs)
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "objective")]
-        assert sorted(steps) == [0, 1]
+        assert sorted(steps) == ([0] if child.data.tags["fusion_steering.method"] == "prompt_only" else [0, 1])
         assert {"final.composite", "final.judge_score", "overlap", "perplexity"} <= set(child.data.metrics)
+    summary = client.get_run(parents[0].info.run_id).data.metrics
+    assert {"baseline.simpleqa_correct", "prompt_only.accuracy", "oracle.full.accuracy",
+            "oracle.segmented-random.degenerate"} <= set(summary)
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert {"report.md", "report.html", "config.yaml", "plots"} <= artifacts
+    assert {"report.md", "report.html", "config.yaml", "dataset.json", "plots"} <= artifacts
 
 
 def test_rerunning_a_finished_sweep_is_a_no_op(smoke_run):
@@ -113,7 +132,7 @@ def test_rerunning_a_finished_sweep_is_a_no_op(smoke_run):
     assert "already done" in again.stderr
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("fusion-steering").experiment_id], max_results=1000)
-    assert len(runs) == 9
+    assert len(runs) == 1 + STUDIES
 
 
 def test_a_different_config_on_the_same_directory_is_refused(smoke_run):

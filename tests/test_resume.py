@@ -1,6 +1,7 @@
 """Resume after the driver is SIGKILLed mid-sweep: no trial twice, every study ends with its budget, no
-MLflow run left RUNNING or duplicated, and best.parquet equal to an uninterrupted run with the same seed.
-The model is the tiny random one: resume is about orchestration, and it keeps the test fast."""
+MLflow run left RUNNING or duplicated, and trials.parquet equal to an uninterrupted run with the same seed
+(batches are composed by the config, so even the scores match). The model is the tiny random one: resume is
+about orchestration, and it keeps the test fast. Controls are on: prompt_only's single trial resumes too."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from conftest import (QUESTIONS, REPO, finish_sweep, kill_process_tree, start_sw
                       write_simpleqa_csv)
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
-BUDGET, PROMPTS = 4, 4
-STUDIES = PROMPTS * 2
+BUDGET, PROMPTS, TUNED_ARMS = 4, 4, 6  # full, segmented and their random and mismatched controls
+STUDIES = PROMPTS * (TUNED_ARMS + 1)  # + prompt_only, one trial each
+TRIALS = PROMPTS * (TUNED_ARMS * BUDGET + 1)
 
 
-def command(out: Path, csv: Path) -> list[str]:
-    return sweep_command(out, csv, f"data.rows={PROMPTS}", f"search.trials={BUDGET}")
+def command(out: Path, csv: Path, *extra: str) -> list[str]:
+    return sweep_command(out, csv, f"data.rows={PROMPTS}", f"search.trials={BUDGET}", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def uninterrupted(tmp_path_factory, csv) -> Path:
     return out
 
 
-@pytest.mark.parametrize("kill_at", [3, STUDIES * BUDGET - 6])
+@pytest.mark.parametrize("kill_at", [3, TRIALS - 6])
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, csv, uninterrupted, kill_at):
     out = tmp_path / "run"
     driver = start_sweep(command(out, csv))
@@ -45,11 +47,9 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, csv, uninte
 
     trials = pd.read_parquet(out / "trials.parquet")
     assert not trials.duplicated(["prompt_id", "method", "trial"]).any()
-    assert trials.groupby(["prompt_id", "method"]).size().tolist() == [BUDGET] * STUDIES
-    columns = ["prompt_id", "method", "trial", "alpha_all", "gamma_all", "alpha_early", "gamma_late", "text",
-               "objective"]
-    expected = pd.read_parquet(uninterrupted / "best.parquet")[columns]
-    pd.testing.assert_frame_equal(pd.read_parquet(out / "best.parquet")[columns], expected)
+    counts = trials.groupby(["prompt_id", "method"]).size()
+    assert len(counts) == STUDIES and counts.sum() == TRIALS
+    pd.testing.assert_frame_equal(trials, pd.read_parquet(uninterrupted / "trials.parquet"))
 
     assert not (REPO / "mlruns").exists()  # a SQLite store keeps its artifacts in the run directory
     assert (next((out / "mlartifacts").rglob("report.md"))).read_text() == (out / "report.md").read_text()
@@ -60,4 +60,28 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, csv, uninte
     for run in runs:
         if run.data.tags.get("fusion_steering.role") == "study":
             steps = [m.step for m in client.get_metric_history(run.info.run_id, "objective")]
-            assert sorted(steps) == list(range(BUDGET))
+            budget = 1 if run.data.tags["fusion_steering.method"] == "prompt_only" else BUDGET
+            assert sorted(steps) == list(range(budget))
+
+
+def test_resume_honours_a_changed_batch_size_and_tracking_store(tmp_path, csv, uninterrupted):
+    """cluster.* and tracking.* keys may change on a resume and take effect: the remaining studies are regrouped
+    into shards of the new cluster.max_batch, and MLflow is written to the new store, complete."""
+    out = tmp_path / "run"
+    driver = start_sweep(command(out, csv))
+    wait_for_trials(driver, out, TRIALS // 3)
+    kill_process_tree(driver)
+    other_store = tmp_path / "other.db"
+    resumed = finish_sweep(start_sweep(command(out, csv, "cluster.max_batch=4", f"tracking.uri=sqlite:///{other_store}")))
+    assert "shards of up to 4" in resumed
+
+    trials = pd.read_parquet(out / "trials.parquet")
+    expected = pd.read_parquet(uninterrupted / "trials.parquet")
+    assert len(trials) == TRIALS and not trials.duplicated(["prompt_id", "method", "trial"]).any()
+    # Other batches: with fp32 weights the texts and weights are the same; scores equal to float noise.
+    columns = ["prompt_id", "method", "trial", "alpha_all", "gamma_late", "vector", "text"]
+    pd.testing.assert_frame_equal(trials[columns], expected[columns])
+    pd.testing.assert_series_equal(trials["objective"], expected["objective"], rtol=1e-5)
+    client = MlflowClient(f"sqlite:///{other_store}")
+    runs = client.search_runs([client.get_experiment_by_name("fusion-steering").experiment_id], max_results=1000)
+    assert len(runs) == 1 + STUDIES and all(r.info.status == "FINISHED" for r in runs)

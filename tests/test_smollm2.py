@@ -28,8 +28,8 @@ def engine(smollm2) -> Engine:
 def test_batched_faithful_engine_equals_the_paper_loop(engine: Engine):
     trials = []
     for (question, answer, _, _), (alpha, gamma) in zip(QUESTIONS, WEIGHTS):
-        text, start = prompts.reference(question, answer, "")
-        trials.append((prompts.steered(question), engine.span_means(text, start), alpha, gamma))
+        span = prompts.vector_span(engine.tokenizer, question, answer, chat_template=False)
+        trials.append((prompts.steered(question), engine.span_means(*span), alpha, gamma))
     layers = engine.num_layers
     expected = [paper_loop(engine, p, v, [a] * layers, [g] * layers, 24) for p, v, a, g in trials]
     steer = steer_rows(torch.stack([v for _, v, _, _ in trials]),

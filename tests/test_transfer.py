@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sweep.stages import median_weights, split_prompts
+from sweep.stages.transfer import median_weights, split_prompts
 
 
 def test_split_is_seeded_disjoint_and_complete():

@@ -1,0 +1,84 @@
+"""The arms of a sweep: each steered method, and the controls that separate what steering does from what the
+prompt change and best-of-k selection against the gold answer do by themselves. Pure Python (trial workers
+import it).
+
+| arm                  | prompt  | steering vector                                   | trials                   |
+|----------------------|---------|---------------------------------------------------|--------------------------|
+| `baseline`           | bare q  | none                                              | - (the select stage)     |
+| `prompt_only`        | steered | none (weights 0: the hook adds nothing)           | 1                        |
+| `full`, `segmented`  | steered | the prompt's own reference vector (gold answer)   | search.trials, tuned     |
+| `METHOD-random`      | steered | a seeded random vector, each layer's norm = gold's | as METHOD, same seeds   |
+| `METHOD-mismatched`  | steered | another prompt's reference vector (a derangement) | as METHOD, same seeds    |
+
+Controls run for every method: each method is judged against its own controls, which share its search space,
+budget, objective and Optuna seed (with fewer trials than TPE's start-up count, the very same weights), so a
+method-vs-control difference is the vector's doing alone. Every tuned arm keeps its best trial by the
+objective, which scores overlap with the gold answer: an oracle selection, labelled so wherever it is shown.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+BASELINE, PROMPT_ONLY = "baseline", "prompt_only"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str  # the `method` column of trials/best/grades
+    method: str | None  # the search space it tunes (full / segmented); None: not tuned
+    vectors: str  # gold | random | mismatched | none
+
+    @property
+    def oracle(self) -> bool:
+        """Best of k trials picked against the gold answer."""
+        return self.method is not None
+
+
+def sweep_arms(methods: list[str], controls: list[str]) -> list[Arm]:
+    """The tuned and control arms of a sweep, in report order."""
+    arms = [Arm(PROMPT_ONLY, None, "none")] if PROMPT_ONLY in controls else []
+    arms += [Arm(m, m, "gold") for m in methods]
+    for control in ("random", "mismatched"):
+        if control in controls:
+            arms += [Arm(f"{m}-{control}", m, control) for m in methods]
+    return arms
+
+
+def arm_by_name(name: str) -> Arm:
+    if name == PROMPT_ONLY:
+        return Arm(PROMPT_ONLY, None, "none")
+    method, _, control = name.partition("-")
+    return Arm(name, method, control or "gold")
+
+
+def label(name: str) -> str:
+    """How reports, plots and MLflow name an arm: tuned arms say that their pick is an oracle."""
+    return f"{name} (oracle)" if name != BASELINE and arm_by_name(name).oracle else name
+
+
+def metric_prefix(name: str) -> str:
+    """MLflow metric names allow no spaces or parentheses: `oracle.full`, `prompt_only`."""
+    return f"oracle.{name}" if name != BASELINE and arm_by_name(name).oracle else name
+
+
+def derangement(prompt_ids: list[int], seed: int) -> dict[int, int]:
+    """prompt -> another prompt, no prompt mapped to itself (Sattolo's shuffle: one cycle), seeded."""
+    if len(prompt_ids) < 2:
+        raise ValueError(f"the mismatched control needs at least 2 prompts, got {len(prompt_ids)}")
+    order = sorted(prompt_ids)
+    rng = random.Random(seed)
+    for i in range(len(order) - 1, 0, -1):
+        j = rng.randrange(i)  # j < i: Sattolo's variant of Fisher-Yates
+        order[i], order[j] = order[j], order[i]
+    return dict(zip(sorted(prompt_ids), order))
+
+
+def vector_key(arm: Arm, prompt_id: int, mismatch: dict[int, int]) -> str:
+    """The name of the steering vector in vectors.safetensors for this arm and prompt."""
+    if arm.vectors == "random":
+        return f"random/{prompt_id}"
+    if arm.vectors == "mismatched":
+        return f"gold/{mismatch[prompt_id]}"
+    return f"gold/{prompt_id}"

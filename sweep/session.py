@@ -1,0 +1,222 @@
+"""The driver's resources for one command: the Ray connection, the model replicas (steering or judge, one set at
+a time on the same reserved resources), the judge, and the MLflow tracker."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from .config import ModelConfig, SweepConfig, fingerprint, flatten
+from .errors import SweepError
+from .http_judge import http_judge
+from .judges import RUBRIC_PROMPT, Judge, exact_judge, load_template, model_judge
+from .messages import SteerSettings
+from .models import locate, model_config
+from .progress import Progress
+from .replica import Replica
+from .rundir import RunDir
+from .tracking import Tracker, default_uri
+
+log = logging.getLogger(__name__)
+NAMESPACE = "fusion-steering"  # one sweep per Ray cluster at a time (Tune supports one Tuner per cluster)
+BATCH = 8  # prompts per unsteered generation call
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A set of replica actors of one model, and the placement group that reserves their resources."""
+
+    role: str  # "replica" (the steered model) or "judge"
+    actors: list
+    group: Any
+    on_gpu: bool
+
+
+def replica_count(requested: int | str, on_gpu: bool, gpus_per_replica: float, nodes: list[dict]) -> int:
+    """`auto`: one replica per gpus_per_replica of the cluster's GPUs, or one per node with CPUs on a CPU
+    cluster (a replica uses every core of its node). A number is taken as it is."""
+    if requested != "auto":
+        return int(requested)
+    if on_gpu:
+        gpus = sum(n["Resources"].get("GPU", 0.0) for n in nodes if n["Alive"])
+        if gpus == 0:
+            raise SweepError("model.device=cuda but the cluster shows no GPUs yet (an autoscaling cluster starts "
+                             "GPU workers on demand): set cluster.num_replicas to the number you want")
+        return max(1, int(gpus // gpus_per_replica))
+    return max(1, sum(1 for n in nodes if n["Alive"] and n["Resources"].get("CPU", 0.0) > 0))
+
+
+def replica_bundle(cpus: float, gpus: float) -> dict[str, float]:
+    """A GPU replica reserves its GPU share only: Tune trials need CPU only and may fill a GPU node's CPUs, and
+    must never keep a replica that restarts after losing its node off a free GPU."""
+    return {"GPU": gpus} if gpus else {"CPU": cpus}
+
+
+def reserves_gpus(device: str, cluster_gpus: float) -> bool:
+    """Replicas reserve GPUs on a cluster that has them. The driver may sit on a CPU-only head node, so this asks
+    the cluster, not the driver's own machine."""
+    return device == "cuda" or cluster_gpus > 0
+
+
+def replica_device(device: str, on_gpus: bool) -> str:
+    """Where a replica computes: CUDA when it reserved a GPU (and refuses to fall back to its CPU, see
+    replica_model.py), unless model.device=cpu says so (as tests that fake GPUs in Ray do)."""
+    return "cpu" if device == "cpu" or not on_gpus else "cuda"
+
+
+def build_replica_model(model_cfg: ModelConfig, location, threads: int, scorer=None):  # noqa: ANN001, ANN201
+    """Runs inside the actor (a partial of it is what the driver sends)."""
+    from .replica_model import ReplicaModel
+
+    return ReplicaModel(model_cfg, location, threads, scorer)
+
+
+class Session:
+    def __init__(self, cfg: SweepConfig, run: RunDir, verbose: bool = False) -> None:
+        self.cfg, self.run, self.verbose = cfg, run, verbose
+        self._pool: Pool | None = None
+        self._tracker: Tracker | None = None
+
+    @property
+    def conf_dir(self) -> Path:
+        return Path(self.cfg.conf_dir)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.cfg.tracking.uri or default_uri(self.run.mlflow_db)
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            self._tracker = Tracker(self.tracking_uri, self.cfg.tracking.experiment, fingerprint(self.cfg),
+                                    self.run.root, self.run.mlflow_ids)
+            self._tracker.log_config(flatten(self.cfg))
+        return self._tracker
+
+    def connect(self) -> None:
+        if not ray.is_initialized():
+            # Without an address, always a fresh local cluster on loopback: Ray would otherwise join whatever
+            # cluster /tmp/ray last recorded, and hang if that one has died. A given address joins that cluster.
+            address = self.cfg.cluster.address
+            local = {} if address else {"_node_ip_address": "127.0.0.1"}
+            if not self.verbose:  # Ray's notices (token auth, resources) only with -v; import ray set this level
+                logging.getLogger("ray").setLevel(logging.ERROR)
+            ray.init(address=address or "local", namespace=NAMESPACE, include_dashboard=False,
+                     log_to_driver=self.verbose, configure_logging=self.verbose, **local)
+
+    def _start(self, role: str, model_cfg: ModelConfig, scorer: tuple | None = None,
+               build: Callable[..., Any] | None = None) -> Pool:
+        """Named actors `{role}-{i}` in the `fusion-steering` namespace, so operators (and fault tests) can find
+        them; their resources are reserved in a placement group for as long as they live."""
+        self.connect()
+        cluster = self.cfg.cluster
+        on_gpus = reserves_gpus(model_cfg.device, ray.cluster_resources().get("GPU", 0.0))
+        device = replica_device(model_cfg.device, on_gpus)
+        count = replica_count(cluster.num_replicas, on_gpus, cluster.gpus_per_replica, ray.nodes())
+        bundle = replica_bundle(cluster.replica_cpus, cluster.gpus_per_replica if on_gpus else 0.0)
+        # A restarted replica gets its bundle back instead of competing with Tune trials for the CPUs it freed
+        # (a deadlock: the trials wait for it).
+        group = placement_group([bundle] * count, strategy="SPREAD")
+        try:
+            ray.get(group.ready(), timeout=cluster.call_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            remove_placement_group(group)
+            raise SweepError(f"the cluster has no room for the {role} replicas ({count} x {bundle}) "
+                             f"after {cluster.call_timeout_s:.0f} s (free now: {ray.available_resources()})") from None
+        model_cfg = replace(model_cfg, device=device)
+        build = build or functools.partial(build_replica_model, model_cfg, locate(model_cfg, self.conf_dir),
+                                           cluster.torch_threads, scorer)
+        actor = ray.remote(num_cpus=bundle.get("CPU", 0), num_gpus=bundle.get("GPU", 0), max_restarts=3,
+                           max_task_retries=3)(Replica)
+        actors = [actor.options(name=f"{role}-{i}", scheduling_strategy=PlacementGroupSchedulingStrategy(
+            group, placement_group_bundle_index=i)).remote(build) for i in range(count)]
+        ray.get([a.num_layers.remote() for a in actors])  # surface load errors here, not mid-sweep
+        nodes = len({ray.get(a.node_id.remote()) for a in actors})
+        where = f"{count * bundle['GPU']:g} GPUs" if "GPU" in bundle else "CPUs"
+        log.info("%s: %d replica%s of %s on %s across %d node%s", role, count, "s" * (count > 1), model_cfg.name,
+                 where, nodes, "s" * (nodes > 1))
+        return Pool(role, actors, group, on_gpus)
+
+    def _use(self, role: str, start: Callable[[], Pool]) -> Pool:
+        """The pool for `role`; another role's pool is released first, so a judge on another model never
+        needs a second set of GPUs."""
+        if self._pool is not None and self._pool.role != role:
+            self.release()
+        if self._pool is None:
+            self._pool = start()
+        return self._pool
+
+    def release(self) -> None:
+        if self._pool is not None:
+            for actor in self._pool.actors:
+                ray.kill(actor)
+            remove_placement_group(self._pool.group)
+            self._pool = None
+
+    def pool(self, build: Callable[..., Any] | None = None) -> Pool:
+        """The steered model's replicas (and its perplexity scorer if another model scores)."""
+        def start() -> Pool:
+            scorer = None
+            if self.cfg.scoring.perplexity_model != "self":
+                scorer_cfg = model_config(self.conf_dir, self.cfg.scoring.perplexity_model)
+                scorer = (scorer_cfg, locate(scorer_cfg, self.conf_dir))
+            return self._start("replica", self.cfg.model, scorer, build)
+        return self._use("replica", start)
+
+    @property
+    def replicas(self) -> list:
+        return self.pool().actors
+
+    def judge(self) -> Judge:
+        judge_cfg = self.cfg.judge
+        if judge_cfg.kind == "exact":
+            return exact_judge()
+        template = load_template(Path(judge_cfg.template_path)) if judge_cfg.template_path else RUBRIC_PROMPT
+        if judge_cfg.kind == "http":
+            return http_judge(judge_cfg.base_url, judge_cfg.model, judge_cfg.api_key_env,
+                              self.run.root / "judge_cache.sqlite", template, judge_cfg.max_new_tokens,
+                              judge_cfg.concurrency, judge_cfg.timeout_s, judge_cfg.retries)
+        model_cfg = replace(model_config(self.conf_dir, judge_cfg.model, self.cfg.model.quantization),
+                            device=self.cfg.model.device)
+        same = judge_cfg.model == self.cfg.model.name
+        actors = lambda: (self.replicas if same else self._use("judge", lambda: self._start("judge", model_cfg)).actors)  # noqa: E731
+        return model_judge(f"local:{judge_cfg.model}", lambda texts, n: fan_out(actors(), "generate", texts, None, n, None),
+                           template, judge_cfg.max_new_tokens)
+
+    def close(self, ok: bool) -> None:
+        try:
+            if self._tracker is not None:
+                self._tracker.close(ok)
+        except Exception as err:  # noqa: BLE001 - an unreachable tracker must not fail a finished command
+            log.warning("could not mark the MLflow runs %s: %s", "finished" if ok else "failed", err)
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+
+
+def fan_out(replicas: list, method: str, items: Sequence, progress: Progress | None, *args: Any) -> list:
+    """Split `items` into batches of BATCH over the replicas; results in order, progress as batches return."""
+    batches = [list(items[i:i + BATCH]) for i in range(0, len(items), BATCH)]
+    futures = [getattr(replicas[i % len(replicas)], method).remote(batch, *args) for i, batch in enumerate(batches)]
+    pending = list(futures)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        if progress is not None:
+            progress.update(len(batches[futures.index(done[0])]))
+    return [result for batch in ray.get(futures) for result in batch]
+
+
+def steer_settings(cfg: SweepConfig, run: RunDir, vectors_file: str) -> SteerSettings:
+    return SteerSettings(
+        run_root=str(run.root), vectors_file=vectors_file, max_new_tokens=cfg.generation.max_new_tokens,
+        chat_template=cfg.prompt.chat_template, exclude_sink=cfg.steering.mean == "exclude_sink",
+        cached=cfg.steering.cache, include_prompt=cfg.scoring.include_prompt,
+        perplexity_window=cfg.scoring.perplexity_window)

@@ -1,0 +1,113 @@
+"""Run stages in order on a run directory: skip those whose artifacts exist, save the config first, bring
+MLflow up to date after every command, and say at the end where the results are."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..config import SweepConfig
+from ..errors import SweepError
+from ..rundir import RunDir, read_rows
+from ..session import Session
+from ..tuning import study_key, trial_params
+from . import STAGES
+from .enrich import enrich
+from .evaluate import evaluate
+from .report import report
+from .select import select
+from .transfer import transfer
+from .tune import tune_stage
+from .vectors import vectors
+
+log = logging.getLogger(__name__)
+
+STAGE_FUNCTIONS: dict[str, Callable[[Session], None]] = {
+    "select": select, "enrich": enrich, "vectors": vectors, "tune": tune_stage,
+    "evaluate": evaluate, "transfer": transfer, "report": report,
+}
+
+
+def artifacts(run: RunDir, stage: str) -> list[Path]:
+    return {"select": [run.table("prompts"), run.dataset], "enrich": [run.table("references")],
+            "vectors": [run.vectors], "tune": [run.table("trials"), run.table("best"), run.table("timings")],
+            "evaluate": [run.table("grades")], "transfer": [run.table("transfer")],
+            "report": [run.report, run.report_html]}[stage]
+
+
+def stage_done(run: RunDir, stage: str) -> bool:
+    complete = stage != "tune" or not run.tune_failed.exists()
+    return complete and all(p.exists() for p in artifacts(run, stage))
+
+
+def run_stages(cfg: SweepConfig, out: Path, stages: Sequence[str], verbose: bool = False) -> None:
+    """Run the given stages in order, skipping those whose outputs exist; the config is saved first."""
+    run = RunDir(out.resolve())
+    run.prepare(cfg)
+    session = Session(cfg, run, verbose)
+    ok = False
+    try:
+        for stage in stages:
+            if stage_done(run, stage):
+                log.info("%s: already done, skipped", stage)
+                continue
+            missing = [s for s in STAGES[:STAGES.index(stage)] if not stage_done(run, s)]
+            if missing:
+                raise SweepError(f"stage '{stage}' needs {', '.join(missing)} first (or use 'run')")
+            log.info("%s: running", stage)
+            STAGE_FUNCTIONS[stage](session)
+        ok = True
+    finally:
+        sync_tracking(session)
+        session.close(ok)
+    if run.report.exists() and "report" in stages:
+        log.info("%s", next_steps(run, session.tracking_uri))
+
+
+def sync_tracking(session: Session) -> None:
+    """Bring MLflow up to date with the run directory: every trial as a step, each study's final scores, the
+    summary and the report. Idempotent, so it runs after every command; Parquet is the source of truth, and an
+    unreachable tracking server only costs a warning (the next command catches up)."""
+    from ..arms import arm_by_name
+    from ..tuning import budget
+
+    run, cfg = session.run, session.cfg
+    if not any(p.exists() for p in (run.table("trials"), run.table("grades"), run.report)):
+        return
+    try:
+        tracker = session.tracker
+        if run.table("trials").exists():
+            rows = read_rows(run.table("trials"))
+            tracker.sync_trials(rows, {study_key(r["prompt_id"], r["method"]):
+                                       budget(arm_by_name(r["method"]), cfg.search.trials) for r in rows})
+        if run.table("grades").exists():
+            best = {(b["prompt_id"], b["method"]): b for b in read_rows(run.table("best"))}
+            for row in read_rows(run.table("grades")):
+                if row["method"] != "baseline":
+                    tracker.log_final(study_key(row["prompt_id"], row["method"]), final_metrics(row),
+                                      trial_params(best[(row["prompt_id"], row["method"])]))
+        if run.report.exists():
+            from analysis.report import summary_metrics
+
+            tracker.log_summary(summary_metrics(run), [run.report, run.report_html, run.plots, run.config,
+                                                       run.dataset])
+    except Exception as err:  # noqa: BLE001 - tracking must never cost the computed results
+        log.warning("MLflow at %s was not brought up to date (%s: %s). The Parquet files in %s are complete; "
+                    "rerun the same command when the tracking server is back to sync it.",
+                    session.tracking_uri, type(err).__name__, str(err).splitlines()[0][:300], run.root)
+
+
+def final_metrics(grade: dict) -> dict[str, float]:
+    return {"final.composite": grade["composite"], "final.judge_score": grade["judge_score"],
+            "final.overlap": grade["overlap"], "final.correct": float(grade["grade"] == "CORRECT"),
+            "final.accurate": float(grade["accurate"]), "final.degenerate": float(grade["degenerate"])}
+
+
+def next_steps(run: RunDir, tracking_uri: str) -> str:
+    """What a person does after a run: the headline, the report, and the MLflow UI for this store."""
+    from analysis.report import headline
+
+    ui = (f"mlflow ui --backend-store-uri {tracking_uri}" if tracking_uri.startswith("sqlite:")
+          else f"open {tracking_uri}")
+    return "\n".join(["", *headline(run), f"Report: {run.report_html}", f"MLflow: {ui}  (then http://127.0.0.1:5000)"])

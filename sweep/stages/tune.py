@@ -1,0 +1,157 @@
+"""tune -> trials.parquet, best.parquet, timings.parquet: Ray Tune runs shards of studies (sweep/tuning.py), one
+seeded Optuna study per (prompt, arm), against the replicas; each shard's state lives in DIR/tune/state/.
+
+Resuming needs no Tune checkpoint: a rerun reads the state files and starts a fresh Tune experiment over the
+studies not finished, grouped into shards under the current cluster.max_batch. So changed cluster.* and
+tracking.* keys take effect on a resume, which Tuner.restore (it unpickles the first run's configs) would not do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from collections.abc import Sequence
+
+from ray import tune
+
+from ..arms import arm_by_name, derangement, sweep_arms, vector_key
+from ..config import SweepConfig
+from ..errors import SweepError
+from ..progress import Progress
+from ..rundir import SCHEMAS, RunDir, read_rows, write_table, write_text_atomic
+from ..session import Session, steer_settings
+from ..tracking import LiveLogger
+from ..tuning import (StudySettings, StudyState, budget, finished, parse_key, read_state_file, read_states, run_shard,
+                      shard_file, study_key, write_states)
+from ..weights import segment_bounds
+from .vectors import check_vectors
+
+log = logging.getLogger(__name__)
+TRIAL_KEYS = [name for name in SCHEMAS["trials"].names]
+
+
+class ShardProgress(tune.Callback):
+    """Feeds the stage's progress line from the shards' round results."""
+
+    def __init__(self, progress: Progress, best: dict[str, float]) -> None:
+        self.progress, self.best = progress, best
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
+        self.best.update(result["objectives"])
+        self.progress.update(result["trials_done"], f"best mean objective {statistics.fmean(self.best.values()):.3f}")
+
+
+def study_settings(session: Session, mismatch: dict[int, int]) -> StudySettings:
+    cfg, run = session.cfg, session.run
+    num_layers = _num_layers(session)
+    return StudySettings(
+        trials=cfg.search.trials, seed=cfg.seed, alpha=(cfg.search.alpha_low, cfg.search.alpha_high),
+        gamma=(cfg.search.gamma_low, cfg.search.gamma_high), num_layers=num_layers,
+        segments=segment_bounds(num_layers, list(cfg.steering.segment_starts)),
+        steer=steer_settings(cfg, run, run.vectors.name), call_timeout_s=cfg.cluster.call_timeout_s,
+        in_flight=cfg.search.in_flight, objective=cfg.scoring.objective, state_dir=str(run.tune_state),
+        mismatch=mismatch)
+
+
+def _num_layers(session: Session) -> int:
+    import ray
+
+    return ray.get(session.replicas[0].num_layers.remote())
+
+
+def mismatch_map(cfg: SweepConfig, prompt_ids: list[int]) -> dict[int, int]:
+    if "mismatched" not in cfg.controls:
+        return {}
+    if len(prompt_ids) < 2:
+        raise SweepError("the mismatched control needs at least 2 prompts; raise data.rows or leave it out "
+                         "(controls=[prompt_only,random])")
+    return derangement(prompt_ids, cfg.seed)
+
+
+def tune_stage(session: Session) -> None:
+    cfg, run = session.cfg, session.run
+    prompt_ids = [r["prompt_id"] for r in read_rows(run.table("prompts"))]
+    arms = sweep_arms(list(cfg.search.methods), list(cfg.controls))
+    mismatch = mismatch_map(cfg, prompt_ids)
+    check_vectors(run, sorted({vector_key(a, p, mismatch) for p in prompt_ids for a in arms}))
+    keys = [study_key(p, a.name) for p in prompt_ids for a in arms]
+    budgets = {k: budget(arm_by_name(parse_key(k)[1]), cfg.search.trials) for k in keys}
+    states = read_states(run.tune_state)
+    todo = [k for k in keys if not finished(k, states.get(k), cfg.search.trials)]
+    if todo:
+        _run_shards(session, study_settings(session, mismatch), todo, states, budgets)
+        states = read_states(run.tune_state)
+    _write_results(run, keys, states, cfg.search.trials)
+
+
+def shards_of(keys: Sequence[str], size: int) -> list[list[str]]:
+    return [list(keys[i:i + size]) for i in range(0, len(keys), size)]
+
+
+def _run_shards(session: Session, settings: StudySettings, todo: list[str], states: dict[str, StudyState],
+                budgets: dict[str, int]) -> None:
+    cfg, run = session.cfg, session.run
+    shards = shards_of(todo, max(1, cfg.cluster.max_batch // cfg.search.in_flight))
+    for shard in shards:  # a resume under another max_batch regroups studies: each shard's file holds its own
+        path = shard_file(settings.state_dir, shard)
+        held = set(read_state_file(path))
+        if held != set(shard) and any(k in states for k in shard):
+            write_states(path, {k: states[k] for k in shard if k in states})
+    replicas = session.replicas
+    attempt = len(list(run.tune_storage.glob("attempt-*"))) + 1
+    total = sum(budgets[k] for k in todo)
+    done = sum(len(states[k].rows) for k in todo if k in states)
+    best = {k: max(r["objective"] for r in states[k].rows) for k in todo if k in states and states[k].rows}
+    tracker = session.tracker
+    live = LiveLogger(tracker, budgets)
+    trainable = tune.with_resources(tune.with_parameters(run_shard, settings=settings, replicas=replicas),
+                                    {"cpu": cfg.cluster.trial_cpus})
+    log.info("tune: %d studies left in %d shards of up to %d (attempt %d)", len(todo), len(shards),
+             len(shards[0]), attempt)
+    with Progress("tune", total, "trials") as progress:
+        progress.update(done)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"shard": tune.grid_search([{"studies": s, "replica": i % len(replicas)}
+                                                    for i, s in enumerate(shards)])},
+            # Two shards per replica: while one's batch runs, the other's is queued behind it.
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=2 * len(replicas)),
+            run_config=tune.RunConfig(
+                name=f"attempt-{attempt}", storage_path=str(run.tune_storage.resolve()),
+                verbose=1 if session.verbose else 0, failure_config=tune.FailureConfig(max_failures=2),
+                callbacks=[ShardProgress(progress, best), live]))
+        try:
+            tuner.fit()
+        finally:
+            live.close()
+
+
+def _write_results(run: RunDir, keys: list[str], states: dict[str, StudyState], trials: int) -> None:
+    """trials/best/timings of every finished study; the unfinished ones are named and the stage fails, so a
+    rerun runs only those."""
+    done = [k for k in keys if finished(k, states.get(k), trials)]
+    failed = [k for k in keys if k not in set(done)]
+    rows = sorted((row for k in done for row in states[k].rows), key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
+    write_table(run.table("trials"), [{k: r.get(k) for k in TRIAL_KEYS} for r in rows], SCHEMAS["trials"])
+    write_table(run.table("best"), [{k: r.get(k) for k in TRIAL_KEYS} for r in best_trials(rows)], SCHEMAS["best"])
+    write_table(run.table("timings"), [{k: r[k] for k in SCHEMAS["timings"].names} for r in rows], SCHEMAS["timings"])
+    if failed:
+        write_text_atomic(run.tune_failed, json.dumps(failed))
+        raise SweepError(f"{len(failed)} of {len(keys)} studies did not finish (Tune's errors are under "
+                         f"{run.tune_storage}): {', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}. "
+                         f"The {len(done)} finished ones are in trials.parquet; rerun the command to run the rest")
+    run.tune_failed.unlink(missing_ok=True)
+
+
+def best_trials(rows: Sequence[dict]) -> list[dict]:
+    """The highest-objective trial per (prompt, arm); the earliest wins a tie."""
+    best: dict[tuple[int, str], dict] = {}
+    for row in rows:
+        key = (row["prompt_id"], row["method"])
+        if key not in best or row["objective"] > best[key]["objective"]:
+            best[key] = row
+    return [best[k] for k in sorted(best)]

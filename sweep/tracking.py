@@ -174,12 +174,11 @@ class Tracker:
                 self.client.log_artifact(self.parent_id, str(path))
 
     def close(self, ok: bool) -> None:
-        """The parent FINISHED or FAILED; after a failure, studies that did not finish are KILLED, so no run is
-        left RUNNING (a rerun resumes them and marks them FINISHED)."""
-        if not ok:
-            for child in self.children.values():
-                if not child.finished:
-                    self.client.set_terminated(child.run_id, "KILLED")
+        """The parent FINISHED or FAILED, and studies that did not finish KILLED, so no run is left RUNNING (a
+        rerun resumes them and marks them FINISHED)."""
+        for child in self.children.values():
+            if not child.finished:
+                self.client.set_terminated(child.run_id, "KILLED")
         self.client.set_terminated(self.parent_id, "FINISHED" if ok else "FAILED")
 
 

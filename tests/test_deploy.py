@@ -1,0 +1,314 @@
+"""The cluster set-up's moving parts run for real on this machine, with the tiny random model:
+
+* MLflow on PostgreSQL: cluster.yaml's own head command creates and starts a PostgreSQL (initdb, pg_ctl,
+  createdb; only its data directory, port and socket folder are moved into a temp dir), an `mlflow server` runs on
+  cluster.yaml's backend store URI, and the smoke sweep logs to it through the CLI.
+* `ray job submit`: a `ray start --head` cluster with token authentication, as on the cluster, and the smoke sweep
+  submitted to it with `--working-dir .` and `cluster.address=auto`, as docs/cluster.md shows.
+
+Both are slow. PostgreSQL's server binaries come from Debian's `postgresql` package (.ci/run installs it); without
+them the PostgreSQL test is skipped, except under CI (the environment variable CI set), where it fails."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+import requests
+import yaml
+
+from conftest import CONF, QUESTIONS, REPO, MlflowServer, free_port, sweep_command, write_simpleqa_csv
+
+pytestmark = pytest.mark.slow
+
+CI = bool(os.environ.get("CI"))
+BIN = Path(sys.executable).parent  # this environment's `ray`, `fusion-steering` and `mlflow`
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a developer's machine; fail under CI, where .ci/run installs what is missing."""
+    if CI:
+        pytest.fail(f"{reason} (CI is set: .ci/run should have installed it)")
+    pytest.skip(reason)
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else f"({path} was not written)"
+
+
+# ------------------------------------------------------------------------------------ MLflow on PostgreSQL
+
+PG_BIN_LOOKUP = "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+
+
+def postgres_bin() -> Path | None:
+    """Where initdb and pg_ctl are: on PATH, else Debian's /usr/lib/postgresql/<major>/bin (newest major)."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    majors = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")]
+    majors.sort(key=lambda b: int(b.parent.name) if b.parent.name.isdigit() else -1)
+    return majors[-1] if majors else None
+
+
+def head_command(marker: str) -> str:
+    cluster = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    commands = [c for c in cluster["head_start_ray_commands"] if marker in c]
+    assert len(commands) == 1, f"cluster.yaml should have one head command with {marker!r}"
+    return commands[0]
+
+
+def moved(command: str, replacements: dict[str, str]) -> str:
+    for old, new in replacements.items():
+        assert old in command, f"cluster.yaml's head command no longer contains {old!r}: {command}"
+        command = command.replace(old, new)
+    return command
+
+
+class Postgres:
+    """cluster.yaml's PostgreSQL command, run as on the head but on a free port in a temp dir. initdb refuses to
+    run as root, so under root everything runs as the `postgres` user that Debian's package creates."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="fs-pg-"))  # not under pytest's tmp: that is private to root
+        self.data, self.port = self.root / "data", free_port()
+        self.user = None
+        if os.geteuid() == 0:
+            try:
+                self.user = pwd.getpwnam("postgres")
+            except KeyError:
+                shutil.rmtree(self.root)
+                unavailable("running as root and there is no `postgres` user to run PostgreSQL as")
+            os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+
+    def run(self, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        argv = ["bash", "-c", command]
+        if self.user is not None:
+            argv = ["runuser", "-u", self.user.pw_name, "--", *argv]
+        done = subprocess.run(argv, cwd=self.root, capture_output=True, text=True, timeout=180)
+        if check:
+            assert done.returncode == 0, f"{command}\nexit {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        return done
+
+    def head_command(self) -> str:
+        # The port first: the temp paths put in after it could contain "5432".
+        replacements = {"5432": str(self.port), "/mnt/shared/mlflow/postgres": str(self.data),
+                        "-k /tmp": f"-k {self.root}", "/tmp/postgres.log": str(self.root / "postgres.log")}
+        if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+            replacements[PG_BIN_LOOKUP] = str(self.bin)  # not Debian's layout: the binaries found on PATH
+        return moved(head_command("pg_ctl"), replacements)
+
+    def backend_store_uri(self) -> str:
+        uri = head_command("mlflow server").split("--backend-store-uri", 1)[1].split()[0]
+        return moved(uri, {"127.0.0.1:5432": f"127.0.0.1:{self.port}"})
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            stopped = self.run(f"{self.bin}/pg_ctl -D {self.data} stop -m immediate", check=False)
+            if stopped.returncode != 0:  # pg_ctl could not: the postmaster's PID is the file's first line
+                pid = int((self.data / "postmaster.pid").read_text().split()[0])
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        unavailable("no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql")
+    try:
+        import psycopg2  # noqa: F401 - the driver the MLflow server's backend store URI names
+    except ImportError:
+        unavailable("psycopg2 is not installed (pip install -e '.[test]')")
+    server = Postgres(bin_dir)
+    try:
+        command = server.head_command()
+        server.run(command)  # the first `ray up`: initdb, start, createdb
+        server.run(command)  # every later one: already there and running, nothing to do
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def mlflow_on_postgres(postgres, tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-pg")
+    server = MlflowServer(root, backend_store_uri=postgres.backend_store_uri(), log=root / "server.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_sweep_logs_to_mlflow_on_postgresql(postgres, mlflow_on_postgres, tmp_path):
+    from mlflow.tracking import MlflowClient
+    import psycopg2
+
+    csv = write_simpleqa_csv(tmp_path / "simpleqa.csv", QUESTIONS)
+    out = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(sweep_command(out, csv, f"tracking.uri={mlflow_on_postgres.uri}"), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    (tmp_path / "sweep.log").write_text(done.stderr)
+    assert done.returncode == 0, done.stderr[-4000:] + "\n--- mlflow server:\n" + tail(mlflow_on_postgres.log)
+    assert not (out / "mlflow.db").exists(), "the sweep fell back to a local SQLite store"
+
+    studies = pq.read_table(out / "trials.parquet").to_pandas().groupby(["prompt_id", "method"]).size()
+    assert len(studies) == 8 and set(studies) == {2}  # 4 prompts x 2 methods, 2 trials each (conf/smoke.yaml)
+    client = MlflowClient(mlflow_on_postgres.uri)
+    experiment = client.get_experiment_by_name("fusion-steering")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("fusion_steering.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("fusion_steering.role") == "study"]
+    assert len(parents) == 1 and len(children) == len(studies) and len(runs) == 1 + len(studies)
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
+    assert not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "objective")]
+        assert sorted(steps) == [0, 1], f"{child.info.run_name}: steps {steps}"
+
+    # The runs are rows in PostgreSQL, not anywhere else.
+    uri = urlparse(postgres.backend_store_uri())
+    with closing(psycopg2.connect(host=uri.hostname, port=uri.port, user=uri.username,
+                                  dbname=uri.path.lstrip("/"))) as db, db.cursor() as cursor:
+        cursor.execute("SELECT status, count(*) FROM runs GROUP BY status")
+        assert dict(cursor.fetchall()) == {"FINISHED": len(runs)}
+
+
+# ------------------------------------------------------------------------------------------- ray job submit
+
+class RayHead:
+    """`ray start --head --block` on 127.0.0.1 with token authentication, every port its own, in a temp dir.
+
+    Never `ray stop`: it kills every Ray process of this user on the machine, other people's clusters included.
+    Teardown kills, by PID, the processes that carry this head's marker in their environment (every Ray process
+    it starts inherits it, the job's driver and workers too) and whatever is left in its process group."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="fs-ray-"))  # short: Ray's socket paths must fit 107 bytes
+        self.token_file = self.root / "auth_token"
+        self.token_file.write_text(secrets.token_hex(32))
+        self.token_file.chmod(0o600)
+        self.marker = secrets.token_hex(8)
+        self.port, self.dashboard_port = free_port(), free_port()
+        self.address = f"http://127.0.0.1:{self.dashboard_port}"
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file),
+                    "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", "FUSION_STEERING_TEST_HEAD": self.marker,
+                    "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        self.log = self.root / "head.log"
+        self.process: subprocess.Popen | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token_file.read_text().strip()}"}
+
+    def start(self, timeout: float = 120) -> None:
+        ports = {"--port": self.port, "--dashboard-port": self.dashboard_port,
+                 "--ray-client-server-port": free_port(), "--dashboard-agent-listen-port": free_port(),
+                 "--dashboard-agent-grpc-port": free_port(), "--metrics-export-port": free_port(),
+                 "--runtime-env-agent-port": free_port(), "--node-manager-port": free_port(),
+                 "--object-manager-port": free_port()}
+        argv = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={self.root / 'ray'}",
+                "--disable-usage-stats", *[f"{flag}={port}" for flag, port in ports.items()]]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"ray start exited with {self.process.returncode}:\n{tail(self.log)}"
+            try:
+                if requests.get(f"{self.address}/api/jobs/", headers=self.headers(), timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"the Ray head's job API did not answer within {timeout:.0f} s:\n{tail(self.log)}")
+
+    def ours(self) -> list[psutil.Process]:
+        found = []
+        group = os.getpgid(self.process.pid) if self.process and self.process.poll() is None else None
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get("FUSION_STEERING_TEST_HEAD") == self.marker or (
+                        group is not None and os.getpgid(proc.pid) == group):
+                    found.append(proc)
+            except (psutil.Error, ProcessLookupError):
+                continue
+        return found
+
+    def stop(self) -> None:
+        procs = self.ours()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        procs += [p for p in self.ours() if p not in procs]
+        for proc in procs:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=30)
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    head = RayHead()
+    try:
+        head.start()
+        yield head
+    finally:
+        head.stop()
+
+
+@pytest.mark.cluster
+def test_ray_job_submit_runs_the_sweep_on_a_token_auth_head(ray_head, tmp_path):
+    # Token authentication is on: the job API refuses a request without the token.
+    assert requests.get(f"{ray_head.address}/api/jobs/", timeout=10).status_code in (401, 403)
+
+    csv = write_simpleqa_csv(tmp_path / "simpleqa.csv", QUESTIONS)
+    out = tmp_path / "run"
+    submission = f"fusion-steering-test-{secrets.token_hex(4)}"
+    sweep = sweep_command(out, csv, "cluster.address=auto")
+    # docs/cluster.md's command: `fusion-steering run ...` from the uploaded working directory.
+    entrypoint = ["fusion-steering", *sweep[sweep.index("run"):]]
+    assert Path(sweep[sweep.index("--config") + 1]) == CONF / "smoke.yaml"
+    entrypoint[entrypoint.index("--config") + 1] = "conf/smoke.yaml"
+    submit = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", ray_head.address, "--submission-id", submission,
+         "--working-dir", ".", "--", *entrypoint],
+        cwd=REPO, env=ray_head.env, capture_output=True, text=True, timeout=600)
+    logs = (submit.stdout + submit.stderr)[-4000:]
+    assert submit.returncode == 0, logs
+
+    info = requests.get(f"{ray_head.address}/api/jobs/{submission}", headers=ray_head.headers(), timeout=10)
+    assert info.ok, info.text
+    assert info.json()["status"] == "SUCCEEDED", (info.json(), logs)
+    assert (out / "report.md").is_file(), logs
+    trials = pq.read_table(out / "trials.parquet").to_pandas()
+    assert trials.groupby(["prompt_id", "method"]).size().tolist() == [2] * 8

@@ -542,7 +542,7 @@ def test_rayjob_entrypoint_runs_the_sweep_on_the_pvc(rayjob: dict, manifests: li
     cfg = compose(config, overrides)
     gpus = sum(int(g.get("replicas", 1)) * gpus_per_pod(g) for g in cluster_spec["workerGroupSpecs"])
     assert cfg.cluster.num_replicas == gpus, f"num_replicas={cfg.cluster.num_replicas} but the workers have {gpus} GPUs"
-    assert cfg.cluster.replica_gpus >= 1, "the driver runs on a GPU-less head: set cluster.replica_gpus=1"
+    assert cfg.model.device == "cuda", "an autoscaling cluster shows no GPUs before a GPU worker starts: model.device=cuda"
 
     # tracking.uri reaches the MLflow Deployment through its Service (not a sidecar that ends with the job).
     assert not [c for c in head_template["spec"]["containers"] if "mlflow" in " ".join(c.get("command", []) +
@@ -725,7 +725,7 @@ def test_docs_sweep_commands_are_valid(cluster: dict) -> None:
         assert out.is_relative_to(shared), f"--out {out} is not on the shared folder {shared}"
         cfg = compose(REPO / config, overrides)
         assert cfg.cluster.address == "auto"
-        assert cfg.cluster.replica_gpus >= 1, "the driver runs on a GPU-less head: set cluster.replica_gpus=1"
+        assert cfg.model.device == "cuda", "an autoscaling cluster shows no GPUs before a GPU worker starts: model.device=cuda"
         uri = urlparse(cfg.tracking.uri)
         assert (uri.hostname, uri.port) == (params["host"], params["port"])
 

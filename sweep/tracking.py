@@ -20,15 +20,32 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlite3
+
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from .rundir import write_text_atomic
 from .tuning import parse_key, study_key, trial_params
 
 log = logging.getLogger(__name__)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_without_fsync_per_commit(connection, record) -> None:  # noqa: ANN001 - SQLAlchemy's signature
+    """A SQLite tracking store in write-ahead-log mode, synced at checkpoints rather than at every commit: MLflow
+    commits several times per call, and an fsync each made a study cost ~100 ms (8 ms per commit on this disk);
+    now ~15 ms. A power cut can lose the last commits, never corrupt the file, and the next command's sync from
+    Parquet restores them. (Only the driver process writes to MLflow, and it opens no other SQLite engine.)"""
+    if isinstance(connection, sqlite3.Connection):
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 
 SWEEP_TAG, RUN_DIR_TAG, ROLE_TAG = "fusion_steering.sweep", "fusion_steering.run_dir", "fusion_steering.role"
 PROMPT_TAG, ARM_TAG, STEPS_TAG = "fusion_steering.prompt_id", "fusion_steering.method", "fusion_steering.steps"

@@ -82,10 +82,15 @@ def tune_stage(session: Session) -> None:
     budgets = {k: budget(arm_by_name(parse_key(k)[1]), cfg.search.trials) for k in keys}
     states = read_states(run.tune_state)
     todo = [k for k in keys if not finished(k, states.get(k), cfg.search.trials)]
-    if todo:
-        _run_shards(session, study_settings(session, mismatch), todo, states, budgets)
-        states = read_states(run.tune_state)
-    _write_results(run, keys, states, cfg.search.trials)
+    if not todo:
+        _write_results(run, keys, states, cfg.search.trials)
+        return
+    live = LiveLogger(session.tracker, budgets)
+    try:
+        _run_shards(session, study_settings(session, mismatch), todo, states, budgets, live)
+        _write_results(run, keys, read_states(run.tune_state), cfg.search.trials)
+    finally:
+        live.close()  # the results are out first; then MLflow's live thread drains before anything else writes
 
 
 def shards_of(keys: Sequence[str], size: int) -> list[list[str]]:
@@ -93,7 +98,7 @@ def shards_of(keys: Sequence[str], size: int) -> list[list[str]]:
 
 
 def _run_shards(session: Session, settings: StudySettings, todo: list[str], states: dict[str, StudyState],
-                budgets: dict[str, int]) -> None:
+                budgets: dict[str, int], live: LiveLogger) -> None:
     cfg, run = session.cfg, session.run
     shards = shards_of(todo, max(1, cfg.cluster.max_batch // cfg.search.in_flight))
     for shard in shards:  # a resume under another max_batch regroups studies: each shard's file holds its own
@@ -106,8 +111,6 @@ def _run_shards(session: Session, settings: StudySettings, todo: list[str], stat
     total = sum(budgets[k] for k in todo)
     done = sum(len(states[k].rows) for k in todo if k in states)
     best = {k: max(r["objective"] for r in states[k].rows) for k in todo if k in states and states[k].rows}
-    tracker = session.tracker
-    live = LiveLogger(tracker, budgets)
     trainable = tune.with_resources(tune.with_parameters(run_shard, settings=settings, replicas=replicas),
                                     {"cpu": cfg.cluster.trial_cpus})
     log.info("tune: %d studies left in %d shards of up to %d (attempt %d)", len(todo), len(shards),
@@ -124,10 +127,7 @@ def _run_shards(session: Session, settings: StudySettings, todo: list[str], stat
                 name=f"attempt-{attempt}", storage_path=str(run.tune_storage.resolve()),
                 verbose=1 if session.verbose else 0, failure_config=tune.FailureConfig(max_failures=2),
                 callbacks=[ShardProgress(progress, best), live]))
-        try:
-            tuner.fit()
-        finally:
-            live.close()
+        tuner.fit()
 
 
 def _write_results(run: RunDir, keys: list[str], states: dict[str, StudyState], trials: int) -> None:

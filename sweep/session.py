@@ -140,7 +140,8 @@ class Session:
             group, placement_group_bundle_index=i)).remote(build) for i in range(count)]
         ray.get([a.num_layers.remote() for a in actors])  # surface load errors here, not mid-sweep
         nodes = len({ray.get(a.node_id.remote()) for a in actors})
-        where = f"{count * bundle['GPU']:g} GPUs" if "GPU" in bundle else "CPUs"
+        gpus = count * bundle.get("GPU", 0)
+        where = f"{gpus:g} GPU{'s' * (gpus != 1)}" if gpus else "CPUs"
         log.info("%s: %d replica%s of %s on %s across %d node%s", role, count, "s" * (count > 1), model_cfg.name,
                  where, nodes, "s" * (nodes > 1))
         return Pool(role, actors, group, on_gpus)

@@ -148,17 +148,22 @@ def wait_for_trials(proc: subprocess.Popen, out: Path, trials: int, timeout: flo
         time.sleep(0.2)
 
 
+def kill_processes(procs: list[psutil.Process]) -> None:
+    """SIGKILL each process that is still there and wait for them all."""
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=30)
+
+
 def kill_process_tree(proc: subprocess.Popen) -> None:
     """SIGKILL a driver, then the Ray processes it started (recorded by PID first: they outlive it)."""
     children = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    for child in children:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(children, timeout=30)
+    kill_processes(children)
 
 
 def finish_sweep(proc: subprocess.Popen, timeout: float = 600) -> str:

@@ -30,7 +30,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import CONF, QUESTIONS, REPO, MlflowServer, free_port, sweep_command, write_simpleqa_csv
+from conftest import CONF, QUESTIONS, REPO, MlflowServer, free_port, kill_processes, sweep_command, write_simpleqa_csv
 
 pytestmark = pytest.mark.slow
 
@@ -264,12 +264,7 @@ class RayHead:
             except subprocess.TimeoutExpired:
                 pass
         procs += [p for p in self.ours() if p not in procs]
-        for proc in procs:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(procs, timeout=30)
+        kill_processes(procs)
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)

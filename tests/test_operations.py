@@ -155,7 +155,7 @@ def test_with_every_replica_gone_the_finished_studies_are_kept_and_a_rerun_runs_
     _, err = driver.communicate(timeout=600)
     assert driver.returncode == 2, err[-3000:]
     failed = json.loads((out / "tune" / "failed.json").read_text())
-    assert failed and f"studies did not finish" in err and failed[0] in err
+    assert failed and "studies did not finish" in err and failed[0] in err
     trials = pd.read_parquet(out / "trials.parquet")  # what finished is written, each study whole
     assert set(trials.groupby(["prompt_id", "method"]).size()) == {BUDGET}
     finished = {f"{p}/{m}" for p, m in trials[["prompt_id", "method"]].drop_duplicates().itertuples(index=False)}

@@ -30,7 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .rundir import write_text_atomic
-from .tuning import parse_key, study_key, trial_params
+from .tuning import parse_key, read_payloads, study_key, trial_params
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,8 @@ class Tracker:
 
 
 class LiveLogger(tune.Callback):
-    """Logs each study to MLflow when its shard reports it finished, on a background thread, so Tune's driver
-    loop never waits on the tracking store. A tracking outage only warns: Parquet is the record, and the
+    """Logs each study to MLflow when its shard reports it finished (reading its rows from the shard's state
+    file), on a background thread, so Tune's driver loop never waits on the tracking store. A tracking outage only warns: Parquet is the record, and the
     command's final sync catches up. Tune pickles its callbacks with the experiment: the tracker and thread
     stay out of the pickle."""
 
@@ -215,8 +215,8 @@ class LiveLogger(tune.Callback):
         return {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
-        for key, rows in result.get("finished_studies", {}).items():
-            self._queue.put((key, rows))
+        if result.get("finished"):
+            self._queue.put((Path(result["state_file"]), result["finished"]))
 
     def close(self) -> None:
         """Wait until everything queued is written (or dropped after a failure): then the final sync is the
@@ -229,10 +229,12 @@ class LiveLogger(tune.Callback):
         while (item := self._queue.get()) is not None:
             if failed:
                 continue  # each failed call can wait through MLflow's retries; the final sync catches up
-            key, rows = item
+            state_file, keys = item
             try:
-                self.tracker.log_study(key, rows, self.budgets[key])
+                payloads = read_payloads(state_file)
+                for key in keys:
+                    self.tracker.log_study(key, payloads[key][1], self.budgets[key])
             except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
                 failed = True
-                log.warning("MLflow live logging stopped at study %s (%s); the end of the command syncs from "
-                            "Parquet", key, str(err).splitlines()[0][:300])
+                log.warning("MLflow live logging stopped at %s (%s); the end of the command syncs from Parquet",
+                            state_file.name, str(err).splitlines()[0][:300])

@@ -106,8 +106,8 @@ def completed(state: StudyState) -> int:
     return len(state.rows)
 
 
-def finished(key: str, state: StudyState | None, trials: int) -> bool:
-    return state is not None and completed(state) >= budget(arm_by_name(parse_key(key)[1]), trials)
+def finished(key: str, rows: list[dict] | None, trials: int) -> bool:
+    return rows is not None and len(rows) >= budget(arm_by_name(parse_key(key)[1]), trials)
 
 
 def shard_file(state_dir: str | Path, keys: list[str]) -> Path:
@@ -116,31 +116,46 @@ def shard_file(state_dir: str | Path, keys: list[str]) -> Path:
     return Path(state_dir) / f"{prompt_id:07d}-{arm}.pkl"
 
 
-def write_states(path: Path, states: dict[str, StudyState]) -> None:
-    write_bytes_atomic(path, pickle.dumps(states))
+# A state file maps each study of its shard to a Payload: the study pickled on its own, and its rows. The rows
+# can be read without unpickling the Optuna studies (~1 ms and tens of KB of memory each), which only a shard
+# resuming its own studies needs.
+Payload = tuple[bytes, list[dict]]
 
 
-def read_state_file(path: Path) -> dict[str, StudyState]:
-    """One shard's states; none before its first round."""
+def write_payloads(path: Path, payloads: dict[str, Payload]) -> None:
+    write_bytes_atomic(path, pickle.dumps(payloads))
+
+
+def read_payloads(path: Path) -> dict[str, Payload]:
+    """One shard's payloads; none before its first round."""
     return pickle.loads(path.read_bytes()) if path.exists() else {}
 
 
-def read_states(state_dir: Path) -> dict[str, StudyState]:
-    """Every study's latest state from the shard files; where a study sits in several files (re-sharded on a
-    resume with another cluster.max_batch), the one with the most finished trials wins."""
-    states: dict[str, StudyState] = {}
+def write_states(path: Path, states: dict[str, StudyState]) -> None:
+    write_payloads(path, {k: (pickle.dumps(s.study), s.rows) for k, s in states.items()})
+
+
+def read_states(path: Path) -> dict[str, StudyState]:
+    return {k: StudyState(pickle.loads(study), rows) for k, (study, rows) in read_payloads(path).items()}
+
+
+def latest_payloads(state_dir: Path, rows_only: bool = False) -> dict[str, Payload]:
+    """Every study's latest payload from the shard files; where a study sits in several files (regrouped on a
+    resume with another cluster.max_batch), the one with the most finished trials wins. rows_only drops the
+    pickled studies as it goes, so reading a whole sweep's results costs the rows' memory only."""
+    latest: dict[str, Payload] = {}
     for path in sorted(state_dir.glob("*.pkl")):
-        for key, state in read_state_file(path).items():
-            if key not in states or completed(state) > completed(states[key]):
-                states[key] = state
-    return states
+        for key, (study, rows) in read_payloads(path).items():
+            if key not in latest or len(rows) > len(latest[key][1]):
+                latest[key] = (b"" if rows_only else study, rows)
+    return latest
 
 
 def run_shard(config: dict[str, Any], settings: StudySettings, replicas: list) -> None:
     """Tune function trainable for one shard: `config["shard"]` = {"studies": [key, ...], "replica": index}."""
     keys, first_replica = config["shard"]["studies"], config["shard"]["replica"]
     path = shard_file(settings.state_dir, keys)
-    saved = read_state_file(path)
+    saved = read_states(path)
     states = {k: saved.get(k) or new_state(settings.seed, parse_key(k)[0], arm_by_name(parse_key(k)[1]))
               for k in keys}
     while True:
@@ -151,16 +166,11 @@ def run_shard(config: dict[str, Any], settings: StudySettings, replicas: list) -
         rows = [_tell(states[key], key, trial, request.vector, out, settings)
                 for (key, trial, request), out in zip(asked, outputs)]
         write_states(path, states)
-        done_now = {study_key(row["prompt_id"], row["method"]) for row in rows}
-        tune.report({"trials_done": len(rows),
+        told = {study_key(row["prompt_id"], row["method"]) for row in rows}
+        # Small results: Tune keeps the last one of every trial in its experiment state.
+        tune.report({"trials_done": len(rows), "state_file": str(path),
                      "objectives": {k: max(r["objective"] for r in states[k].rows) for k in keys if states[k].rows},
-                     "finished_studies": {k: [_metrics_only(r) for r in states[k].rows] for k in sorted(done_now)
-                                          if finished(k, states[k], settings.trials)}})
-
-
-def _metrics_only(row: dict) -> dict:
-    """A row without its text, for Tune's results (kept in the driver's memory)."""
-    return {k: v for k, v in row.items() if k != "text"}
+                     "finished": sorted(k for k in told if finished(k, states[k].rows, settings.trials))})
 
 
 def _ask_round(states: dict[str, StudyState], settings: StudySettings) -> list[tuple[str, optuna.Trial, SteerRequest]]:

@@ -135,9 +135,9 @@ def start_sweep(args: list[str]) -> subprocess.Popen:
 
 def finished_trials(out: Path) -> int:
     """Optuna trials recorded in the shards' state files."""
-    from sweep.tuning import read_states
+    from sweep.tuning import latest_payloads
 
-    return sum(len(state.rows) for state in read_states(out / "tune" / "state").values())
+    return sum(len(rows) for _, rows in latest_payloads(out / "tune" / "state", rows_only=True).values())
 
 
 def wait_for_trials(proc: subprocess.Popen, out: Path, trials: int, timeout: float = 300) -> None:

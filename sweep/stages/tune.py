@@ -22,8 +22,8 @@ from ..progress import Progress
 from ..rundir import SCHEMAS, RunDir, read_rows, write_table, write_text_atomic
 from ..session import Session, steer_settings
 from ..tracking import LiveLogger
-from ..tuning import (StudySettings, StudyState, budget, finished, parse_key, read_state_file, read_states, run_shard,
-                      shard_file, study_key, write_states)
+from ..tuning import (Payload, StudySettings, budget, finished, latest_payloads, parse_key, read_payloads, run_shard,
+                      shard_file, study_key, write_payloads)
 from ..weights import segment_bounds
 from .vectors import check_vectors
 
@@ -80,15 +80,16 @@ def tune_stage(session: Session) -> None:
     check_vectors(run, sorted({vector_key(a, p, mismatch) for p in prompt_ids for a in arms}))
     keys = [study_key(p, a.name) for p in prompt_ids for a in arms]
     budgets = {k: budget(arm_by_name(parse_key(k)[1]), cfg.search.trials) for k in keys}
-    states = read_states(run.tune_state)
-    todo = [k for k in keys if not finished(k, states.get(k), cfg.search.trials)]
+    payloads = latest_payloads(run.tune_state)
+    todo = [k for k in keys if not finished(k, payloads[k][1] if k in payloads else None, cfg.search.trials)]
     if not todo:
-        _write_results(run, keys, states, cfg.search.trials)
+        _write_results(run, keys, cfg.search.trials)
         return
     live = LiveLogger(session.tracker, budgets)
     try:
-        _run_shards(session, study_settings(session, mismatch), todo, states, budgets, live)
-        _write_results(run, keys, read_states(run.tune_state), cfg.search.trials)
+        _run_shards(session, study_settings(session, mismatch), todo, payloads, budgets, live)
+        del payloads
+        _write_results(run, keys, cfg.search.trials)
     finally:
         live.close()  # the results are out first; then MLflow's live thread drains before anything else writes
 
@@ -97,20 +98,19 @@ def shards_of(keys: Sequence[str], size: int) -> list[list[str]]:
     return [list(keys[i:i + size]) for i in range(0, len(keys), size)]
 
 
-def _run_shards(session: Session, settings: StudySettings, todo: list[str], states: dict[str, StudyState],
+def _run_shards(session: Session, settings: StudySettings, todo: list[str], payloads: dict[str, Payload],
                 budgets: dict[str, int], live: LiveLogger) -> None:
     cfg, run = session.cfg, session.run
     shards = shards_of(todo, max(1, cfg.cluster.max_batch // cfg.search.in_flight))
     for shard in shards:  # a resume under another max_batch regroups studies: each shard's file holds its own
         path = shard_file(settings.state_dir, shard)
-        held = set(read_state_file(path))
-        if held != set(shard) and any(k in states for k in shard):
-            write_states(path, {k: states[k] for k in shard if k in states})
+        if set(read_payloads(path)) != set(shard) and any(k in payloads for k in shard):
+            write_payloads(path, {k: payloads[k] for k in shard if k in payloads})
     replicas = session.replicas
     attempt = len(list(run.tune_storage.glob("attempt-*"))) + 1
     total = sum(budgets[k] for k in todo)
-    done = sum(len(states[k].rows) for k in todo if k in states)
-    best = {k: max(r["objective"] for r in states[k].rows) for k in todo if k in states and states[k].rows}
+    done = sum(len(payloads[k][1]) for k in todo if k in payloads)
+    best = {k: max(r["objective"] for r in payloads[k][1]) for k in todo if k in payloads and payloads[k][1]}
     trainable = tune.with_resources(tune.with_parameters(run_shard, settings=settings, replicas=replicas),
                                     {"cpu": cfg.cluster.trial_cpus})
     log.info("tune: %d studies left in %d shards of up to %d (attempt %d)", len(todo), len(shards),
@@ -130,12 +130,13 @@ def _run_shards(session: Session, settings: StudySettings, todo: list[str], stat
         tuner.fit()
 
 
-def _write_results(run: RunDir, keys: list[str], states: dict[str, StudyState], trials: int) -> None:
-    """trials/best/timings of every finished study; the unfinished ones are named and the stage fails, so a
-    rerun runs only those."""
-    done = [k for k in keys if finished(k, states.get(k), trials)]
+def _write_results(run: RunDir, keys: list[str], trials: int) -> None:
+    """trials/best/timings of every finished study, from the state files; the unfinished ones are named and the
+    stage fails, so a rerun runs only those."""
+    latest = {k: rows for k, (_, rows) in latest_payloads(run.tune_state, rows_only=True).items()}
+    done = [k for k in keys if finished(k, latest.get(k), trials)]
     failed = [k for k in keys if k not in set(done)]
-    rows = sorted((row for k in done for row in states[k].rows), key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
+    rows = sorted((row for k in done for row in latest[k]), key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
     write_table(run.table("trials"), [{k: r.get(k) for k in TRIAL_KEYS} for r in rows], SCHEMAS["trials"])
     write_table(run.table("best"), [{k: r.get(k) for k in TRIAL_KEYS} for r in best_trials(rows)], SCHEMAS["best"])
     write_table(run.table("timings"), [{k: r[k] for k in SCHEMAS["timings"].names} for r in rows], SCHEMAS["timings"])

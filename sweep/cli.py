@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--smoke", action="store_true", help="with --quick: run the smoke sweep too")
     doctor.add_argument("--budget-s", type=float,
                         help="start no model after this many seconds (default 420 on CUDA, 0 = no limit)")
+    doctor.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: torch's; 1 with --quick on a CPU)")
     doctor.add_argument("--conf-dir", type=Path, default=Path("conf"), help="the folder holding model/NAME.yaml")
     compare = commands.add_parser("compare", help="a table over run directories; paired figures for two")
     compare.add_argument("dirs", type=Path, nargs="+")
@@ -147,7 +149,7 @@ def _doctor(args: argparse.Namespace) -> None:
     plan = make_plan(args.device, args.out.resolve(), args.quick, args.models, args.quantizations, args.batch_sizes,
                      args.new_tokens, args.paper_trials, args.agreement_trials, args.faithful_trials,
                      args.random_weights, args.smoke, args.budget_s, args.conf_dir, args.tokenizer,
-                     ["fusion-steering", *args.argv])
+                     ["fusion-steering", *args.argv], args.threads)
     result = run_doctor(plan)
     print("\n".join(summary_lines(result, plan.out / "doctor.json")))
 

@@ -121,6 +121,7 @@ class Plan:
     conf_dir: Path
     tokenizer: Path | None
     command: list[str]
+    threads: int = 0  # torch's CPU threads; 0: torch's default
 
     @property
     def agreement_tokens(self) -> int:
@@ -134,10 +135,16 @@ class Plan:
 def make_plan(device: str, out: Path, quick: bool, models: str | None, quantizations: str | None,
               batch_sizes: str | None, new_tokens: int | None, paper_trials: int | None,
               agreement_trials: int | None, faithful_trials: int | None, random_weights: bool, smoke: bool,
-              budget_s: float | None, conf_dir: Path, tokenizer: Path | None, command: list[str]) -> Plan:
-    """The run's sizes: the flags given, else --quick's (seconds on 2 CPU cores) or the full run's (GPU)."""
+              budget_s: float | None, conf_dir: Path, tokenizer: Path | None, command: list[str],
+              threads: int | None = None) -> Plan:
+    """The run's sizes: the flags given, else --quick's (seconds on 2 CPU cores) or the full run's (GPU).
+    --quick on a CPU runs one torch thread: its matrices are tiny, and on a shared machine two threads spend
+    most of their time waiting for each other (seen here: 120 s for what one thread does in 12 s)."""
     def listed(text: str | None, default: str) -> list[str]:
-        return [part.strip() for part in (text or default).split(",") if part.strip()]
+        return [part.strip() for part in (default if text is None else text).split(",") if part.strip()]
+
+    def given(value: int | None, default: int) -> int:
+        return default if value is None else value
 
     if device not in ("cpu", "cuda"):
         raise ConfigError(f"--device {device}: choose cpu or cuda")
@@ -153,14 +160,16 @@ def make_plan(device: str, out: Path, quick: bool, models: str | None, quantizat
                 models=listed(models, "tiny-random" if quick else "smollm2-135m,gemma3-270m"),
                 quantizations=listed(quantizations, "none,8bit" if quick else "none,8bit,4bit"),
                 batch_sizes=sizes,
-                new_tokens=new_tokens or (8 if quick else 100),
-                paper_trials=paper_trials or (2 if quick else 3),
-                agreement_trials=agreement_trials or (4 if quick else 8),
-                faithful_trials=faithful_trials or (2 if quick else 64),
+                new_tokens=given(new_tokens, 8 if quick else 100),
+                paper_trials=given(paper_trials, 2 if quick else 3),
+                agreement_trials=given(agreement_trials, 4 if quick else 8),
+                faithful_trials=given(faithful_trials, 2 if quick else 64),
                 random_weights=random_weights, smoke=smoke or not quick,
                 budget_s=(420.0 if device == "cuda" and not quick else 0.0) if budget_s is None else budget_s,
                 conf_dir=conf_dir.resolve(), tokenizer=tokenizer.resolve() if tokenizer else None,
-                command=command)
+                command=command, threads=(1 if quick and device == "cpu" else 0) if threads is None else threads)
+    if not plan.models or not plan.quantizations:
+        raise ConfigError("--models and --quantizations need at least one name each")
     if min(plan.new_tokens, plan.paper_trials, plan.agreement_trials, plan.faithful_trials) < 1:
         raise ConfigError("--new-tokens and the trial counts must be at least 1")
     return plan
@@ -384,17 +393,19 @@ def speed_vs_unquantized(result: dict[str, Any], unquantized: dict[str, Any]) ->
 # --- 3. the smoke sweep ----------------------------------------------------------------------------------------
 
 def smoke_sweep(plan: Plan, config_name: str, quantization: str, random_weights: bool,
-                seconds_left: float | None) -> dict[str, Any]:
-    """`fusion-steering run --config conf/smoke.yaml` with one replica on the device, in a subprocess."""
+                deadline: float | None) -> dict[str, Any]:
+    """`fusion-steering run --config conf/smoke.yaml` with one replica on the device, in a subprocess, to finish
+    by `deadline` (a time.perf_counter() value; None: no limit)."""
+    if not plan.smoke:
+        return {"skipped": "--quick runs no sweep (add --smoke)"}
     missing = [name for name in SMOKE_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         return {"skipped": f"{', '.join(missing)} not installed (the sweep needs Ray, Optuna and MLflow)"}
-    if not plan.smoke:
-        return {"skipped": "--quick runs no sweep (add --smoke)"}
     if random_weights and quantization != "none":
         return {"skipped": "the sweep's loader quantizes no random-weight model (sweep/models.py)"}
-    if seconds_left is not None and seconds_left <= 0:
-        return {"skipped": f"--budget-s {plan.budget_s:.0f} spent"}
+    seconds_left = None if deadline is None else deadline - time.perf_counter()
+    if seconds_left is not None and seconds_left < 60:
+        return {"skipped": f"--budget-s {plan.budget_s:.0f}: under a minute left"}
     out = plan.out / "smoke" / f"{config_name}-{quantization}"
     shutil.rmtree(out, ignore_errors=True)  # a fresh run: a run directory made for another config is refused
     command = [sys.executable, "-m", "sweep.cli", "run", "--config", str(plan.conf_dir / "smoke.yaml"),
@@ -405,15 +416,21 @@ def smoke_sweep(plan: Plan, config_name: str, quantization: str, random_weights:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
                                                                        os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True,
-                              timeout=max(seconds_left, 60) if seconds_left is not None else None)
+        stdout, stderr = proc.communicate(timeout=seconds_left)
     except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM: the driver shuts its Ray cluster down (SIGKILL would leave it running)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
         return {"command": shlex.join(command), "error": f"timed out after {time.perf_counter() - started:.0f} s"}
-    result: dict[str, Any] = {"command": shlex.join(command), "returncode": done.returncode,
+    result: dict[str, Any] = {"command": shlex.join(command), "returncode": proc.returncode,
                               "seconds": time.perf_counter() - started, "out": str(out)}
-    if done.returncode != 0:
-        result["error"] = (done.stderr or done.stdout)[-2000:]
+    if proc.returncode != 0:
+        result["error"] = (stderr or stdout)[-2000:]
     else:
         result["report"] = str(out / "report.html") if (out / "report.html").exists() else None
     return result
@@ -433,7 +450,7 @@ def _free(device: torch.device) -> None:
 
 
 def check_one(plan: Plan, loader: Loader, name: str, quantization: str, peak: dict[str, Any],
-              seconds_left: float | None) -> dict[str, Any]:
+              deadline: float | None) -> dict[str, Any]:
     result: dict[str, Any] = {"model": name, "quantization": quantization}
     engine = trials = None
     try:
@@ -455,7 +472,7 @@ def check_one(plan: Plan, loader: Loader, name: str, quantization: str, peak: di
         _free(torch.device(plan.device))
     if "error" not in result:
         result["smoke"] = smoke_sweep(plan, result["config"], quantization, result["weights"].startswith("random"),
-                                      seconds_left)
+                                      deadline)
     return result
 
 
@@ -495,9 +512,19 @@ def expected_seconds(spent: dict[tuple[str, bool], float], name: str, quantized:
 
 
 def run_doctor(plan: Plan) -> dict[str, Any]:
+    threads = torch.get_num_threads()
+    try:
+        return _run(plan)
+    finally:
+        torch.set_num_threads(threads)  # as it was: the caller's process goes on (the tests)
+
+
+def _run(plan: Plan) -> dict[str, Any]:
     started = time.perf_counter()
     plan.out.mkdir(parents=True, exist_ok=True)
     device = torch.device(plan.device)
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
     env = environment(device)
     result: dict[str, Any] = {
         "command": shlex.join(plan.command), "cwd": os.getcwd(), "python_executable": sys.executable,
@@ -508,7 +535,8 @@ def run_doctor(plan: Plan) -> dict[str, Any]:
                  "batch_sizes": plan.batch_sizes, "new_tokens": plan.new_tokens, "paper_trials": plan.paper_trials,
                  "faithful_trials": plan.faithful_trials, "cached_trials": plan.cached_trials,
                  "agreement_trials": plan.agreement_trials, "agreement_tokens": plan.agreement_tokens,
-                 "random_weights": plan.random_weights, "smoke": plan.smoke, "budget_s": plan.budget_s},
+                 "random_weights": plan.random_weights, "smoke": plan.smoke, "budget_s": plan.budget_s,
+                 "threads": plan.threads},
         "peak": peaks(device, env), "results": [],
     }
     path = plan.out / "doctor.json"
@@ -531,7 +559,8 @@ def run_doctor(plan: Plan) -> dict[str, Any]:
                                       f"to take {expected:.0f} s"}
                 else:
                     print(f"doctor: {name} ({quantization}) on {plan.device} ...", file=sys.stderr, flush=True)
-                    one = check_one(plan, loader, name, quantization, result["peak"], left)
+                    one = check_one(plan, loader, name, quantization, result["peak"],
+                                    started + plan.budget_s if plan.budget_s else None)
                     spent[(name, quantization != "none")] = time.perf_counter() - started - elapsed
                     unquantized = next((r for r in result["results"] if r["model"] == name
                                         and r["quantization"] == "none" and "bench" in r), None)
@@ -568,7 +597,7 @@ def summary_lines(result: dict[str, Any], path: Path) -> list[str]:
         lines.append(f"    paper {b['paper_loop']['trials_per_s']:.3g} trials/s; faithful "
                      f"{b['faithful']['trials_per_s']:.3g} (batch {b['faithful']['batch']}, "
                      f"{b['speedup_faithful']:.1f}x); cached {b['cached']['trials_per_s']:.3g} trials/s, "
-                     f"{b['cached']['tokens_per_s']:.0f} tokens/s (batch {b['cached']['batch']}, "
+                     f"{b['cached']['tokens_per_s']:.4g} tokens/s (batch {b['cached']['batch']}, "
                      f"{b['speedup_cached']:.1f}x); MFU {b['mfu_cached']:.1%} of measured{nominal_mfu}")
         smoke = r.get("smoke", {})
         if "skipped" in smoke:

@@ -47,11 +47,12 @@ def test_nominal_peak_matches_whole_names_most_specific_first(name, expected):
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("doctor")
     argv = ["doctor", "--device", "cpu", "--quick", "--out", str(out), "--conf-dir", str(CONF)]
+    threads = torch.get_num_threads()
     assert main(argv) == 0
+    assert torch.get_num_threads() == threads  # --quick's one thread is not left behind
     return argv, out, json.loads((out / "doctor.json").read_text())
 
 
-@pytest.mark.slow  # about 1 minute on 2 idle cores (bitsandbytes' 8-bit CPU kernels are most of it)
 def test_quick_cpu_run_records_every_documented_figure(quick_run, capsys):
     argv, out, result = quick_run
     assert TOP_KEYS <= result.keys()
@@ -59,6 +60,7 @@ def test_quick_cpu_run_records_every_documented_figure(quick_run, capsys):
     assert result["device"] == "cpu" and result["compute_dtype"] == "float32"
     assert result["versions"]["torch"] == torch.__version__ and result["versions"]["transformers"]
     assert result["plan"]["batch_sizes"] == [2, 4] and result["plan"]["new_tokens"] == 8
+    assert result["plan"]["threads"] == 1 and result["environment"]["threads"] == 1
     assert result["peak"]["measured_dtype"] == "float32" and result["peak"]["measured_tflops"] > 0
     assert result["peak"]["nominal_tflops"] is None  # no nominal figure for a CPU
     assert [(r["model"], r["quantization"]) for r in result["results"]] == [("tiny-random", "none"),
@@ -154,3 +156,28 @@ def test_the_budget_guess_uses_the_closest_check_done():
     assert expected_seconds(spent, "c", False) == 30.0  # the longest so far
     spent[("a", True)] = 12.0
     assert expected_seconds(spent, "a", True) == 12.0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--new-tokens", "0"], "must be at least 1"),
+    (["--quantizations", "none,3bit"], "3bit"),
+    (["--batch-sizes", "0"], "positive integers"),
+    (["--models", ""], "at least one name"),
+])
+def test_bad_sizes_are_input_errors(tmp_path, capsys, flags, message):
+    assert main(["doctor", "--device", "cpu", "--quick", "--out", str(tmp_path), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "doctor.json").exists()
+
+
+@pytest.mark.slow  # a Ray cluster, Tune and MLflow: a minute or two
+def test_quick_with_smoke_runs_the_sweep_on_the_device(tmp_path):
+    assert main(["doctor", "--device", "cpu", "--quick", "--smoke", "--out", str(tmp_path), "--conf-dir", str(CONF),
+                 "--quantizations", "none"]) == 0
+    (row,) = json.loads((tmp_path / "doctor.json").read_text())["results"]
+    smoke = row["smoke"]
+    assert smoke["returncode"] == 0, smoke.get("error")
+    assert "model.name=tiny-random" in smoke["command"] and "model.device=cpu" in smoke["command"]
+    assert "cluster.num_replicas=1" in smoke["command"]
+    assert Path(smoke["report"]).stat().st_size > 1000
+    assert (tmp_path / "smoke" / "tiny-random-none" / "config.yaml").exists()

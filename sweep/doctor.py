@@ -592,7 +592,8 @@ def summary_lines(result: dict[str, Any], path: Path) -> list[str]:
             continue
         a, b = r["agreement"], r["bench"]
         nominal_mfu = f", {b['mfu_cached_nominal']:.1%} of nominal" if b["mfu_cached_nominal"] is not None else ""
-        lines.append(f"{head}, {r['compute_dtype']}, {r['weights'].split(' (')[0]} weights: batched = alone for "
+        dtype = f"nf4, {r['compute_dtype']} compute" if r["quantization"] == "4bit" else r["compute_dtype"]
+        lines.append(f"{head}, {dtype}, {r['weights'].split(' (')[0]} weights: batched = alone for "
                      f"{a['equal_texts']:.0%} of {a['trials']} texts, first-token logit gap {a['max_first_logit_gap']:.2g}")
         lines.append(f"    paper {b['paper_loop']['trials_per_s']:.3g} trials/s; faithful "
                      f"{b['faithful']['trials_per_s']:.3g} (batch {b['faithful']['batch']}, "

@@ -47,6 +47,29 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--prompts", default="500,2000,4326", help="with --orchestration: prompt counts")
     bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     bench.add_argument("overrides", nargs="*", help="dotted key=value, e.g. model.quantization=none")
+    doctor = commands.add_parser("doctor", help="the device check: batched = alone, engine speed and MFU, the "
+                                 "smoke sweep, per model and quantization (docs/gpu.md)")
+    doctor.add_argument("--device", choices=("cpu", "cuda"), required=True)
+    doctor.add_argument("--out", type=Path, required=True, help="writes DIR/doctor.json")
+    doctor.add_argument("--quick", action="store_true",
+                        help="CPU-sized: tiny-random, none and 8bit, batches 2,4, 8 tokens, no sweep")
+    doctor.add_argument("--models", help="comma-separated names from conf/model/ (default smollm2-135m,gemma3-270m)")
+    doctor.add_argument("--quantizations", help="comma-separated: none, 8bit, 4bit (default all three)")
+    doctor.add_argument("--batch-sizes", help="comma-separated engine batch sizes (default 64,256,512)")
+    doctor.add_argument("--new-tokens", type=int, help="tokens per trial, EOS suppressed (default 100)")
+    doctor.add_argument("--paper-trials", type=int, help="trials through the paper's loop (default 3)")
+    doctor.add_argument("--faithful-trials", type=int, help="faithful engine trials; caps its batch (default 64)")
+    doctor.add_argument("--agreement-trials", type=int, help="trials batched vs alone (default 8)")
+    doctor.add_argument("--random-weights", action="store_true",
+                        help="each model's architecture with random weights (conf/model/NAME-random.yaml)")
+    doctor.add_argument("--tokenizer", type=Path,
+                        help="a tokenizer folder for random-weight models (default: their tokenizer_from model's)")
+    doctor.add_argument("--smoke", action="store_true", help="with --quick: run the smoke sweep too")
+    doctor.add_argument("--budget-s", type=float,
+                        help="start no model after this many seconds (default 420 on CUDA, 0 = no limit)")
+    doctor.add_argument("--threads", type=int,
+                        help="torch CPU threads (default: torch's; 1 with --quick on a CPU)")
+    doctor.add_argument("--conf-dir", type=Path, default=Path("conf"), help="the folder holding model/NAME.yaml")
     compare = commands.add_parser("compare", help="a table over run directories; paired figures for two")
     compare.add_argument("dirs", type=Path, nargs="+")
     table = commands.add_parser("paper-table", help="the paper's table recomputed from the authors' CSVs")
@@ -120,6 +143,17 @@ def _bench(args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps(result, indent=2))
 
 
+def _doctor(args: argparse.Namespace) -> None:
+    from .doctor import make_plan, run_doctor, summary_lines
+
+    plan = make_plan(args.device, args.out.resolve(), args.quick, args.models, args.quantizations, args.batch_sizes,
+                     args.new_tokens, args.paper_trials, args.agreement_trials, args.faithful_trials,
+                     args.random_weights, args.smoke, args.budget_s, args.conf_dir, args.tokenizer,
+                     ["fusion-steering", *args.argv], args.threads)
+    result = run_doctor(plan)
+    print("\n".join(summary_lines(result, plan.out / "doctor.json")))
+
+
 def _grade(args: argparse.Namespace) -> None:
     from .grading import grade_file
 
@@ -135,11 +169,13 @@ def _run(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"compare": lambda a: _compare(a.dirs), "paper-table": lambda a: _paper_table(a.notebook_csvs, a.json),
-            "bench": _bench, "grade": _grade}
+            "bench": _bench, "grade": _grade, "doctor": _doctor}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    args.argv = list(argv)  # the exact command line, for the files that record it
     _configure_logging(args.verbose)
     try:
         COMMANDS.get(args.command, _run)(args)

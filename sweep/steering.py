@@ -47,12 +47,15 @@ class Steer:
 
 @dataclass
 class Positions:
-    """Which positions of the current forward pass are real tokens; the engine updates it before each pass."""
+    """Which positions of the current forward pass are real tokens; the engine updates it before each pass.
 
-    valid: Tensor | None = None  # [batch, positions] bool: real tokens of this pass (sink excluded if asked)
-    # A full pass's positions with each row's real tokens moved to the front, for the mean:
-    packed: Tensor | None = None  # [batch, positions, 1] int64: gather index into the pass
-    packed_valid: Tensor | None = None  # [batch, positions] bool: which packed entries are real tokens
+    The masks are float32 0/1 weights, so that masking is one multiplication (the engine's pads hold finite
+    values, which a 0 weight removes; the packed entries are all real tokens)."""
+
+    valid: Tensor | None = None  # [batch, positions, 1]: 1 at the real tokens of this pass (sink excluded if asked)
+    # A full pass, each row's real tokens moved to the front (then its last real token repeated), for the mean:
+    packed: Tensor | None = None  # [batch * positions] int64: index into the pass's positions, rows flattened
+    packed_valid: Tensor | None = None  # [batch, positions, 1]: 1 at the packed entries that are real tokens
     decoding: bool = False  # cached mode: this pass holds only each row's newest token
     sums: dict[int, Tensor] = field(default_factory=dict)  # cached: layer -> [batch, d] float32 running sum
     counts: dict[int, Tensor] = field(default_factory=dict)  # cached: layer -> [batch] float32 positions summed
@@ -62,15 +65,17 @@ class Positions:
         after a finished row's end)."""
         self.decoding = decoding
         if decoding:
-            self.valid = mask[:, -1:].bool()
+            self.valid = mask[:, -1:, None].float()
             return
-        width = mask.shape[1]
+        batch, width = mask.shape
         starts = (mask.cumsum(-1) == 0).sum(-1) + int(exclude_sink)  # [batch] first position steered
-        lengths = mask.sum(-1) - int(exclude_sink)  # [batch] positions steered
+        lengths = mask.sum(-1) - int(exclude_sink)  # [batch] positions steered (0 for a lone excluded sink)
         offsets = torch.arange(width, device=mask.device)
-        self.valid = (offsets >= starts[:, None]) & (offsets < (starts + lengths)[:, None])
-        self.packed = (starts[:, None] + offsets).clamp(max=width - 1)[..., None]
-        self.packed_valid = offsets < lengths[:, None]
+        self.valid = ((offsets >= starts[:, None]) & (offsets < (starts + lengths)[:, None]))[..., None].float()
+        # min(offset, length - 1) keeps every entry on a real token: the sink itself when nothing else is steered.
+        packed = starts[:, None] + torch.minimum(offsets, (lengths - 1)[:, None])
+        self.packed = (packed + width * torch.arange(batch, device=mask.device)[:, None]).flatten()
+        self.packed_valid = (offsets < lengths[:, None])[..., None].float()
 
 
 def _pass_sum(hidden: Tensor, positions: Positions) -> tuple[Tensor, Tensor]:
@@ -79,12 +84,12 @@ def _pass_sum(hidden: Tensor, positions: Positions) -> tuple[Tensor, Tensor]:
     A full pass is summed with each row's tokens first and zeros after them: the float additions are then
     those of a mean over the row alone, whatever padding sits before it."""
     if positions.decoding:  # one position per row: nothing to align
-        tokens, valid = hidden, positions.valid
+        weights = positions.valid
+        tokens = hidden * weights
     else:
-        tokens = hidden.gather(1, positions.packed.expand(-1, -1, hidden.shape[-1]))
-        valid = positions.packed_valid
-    total = torch.where(valid[..., None], tokens, 0).sum(dim=1, dtype=torch.float32)
-    return total, valid.sum(dim=1, dtype=torch.float32)
+        weights = positions.packed_valid
+        tokens = hidden.flatten(0, 1).index_select(0, positions.packed).view(hidden.shape).mul_(weights)
+    return tokens.sum(dim=1, dtype=torch.float32), weights.sum(dim=(1, 2))
 
 
 def _faithful_mean(layer: int, positions: Positions, hidden: Tensor) -> Tensor:
@@ -116,8 +121,8 @@ def fusion_hooks(layers: nn.ModuleList, steer: Steer) -> Iterator[Positions]:
         """hidden: [batch, positions, d] -> the steered copy, in hidden's dtype."""
         mu = mean(index, positions, hidden)
         shift = strength[:, index, None] * (vectors[:, index] - mu)  # [batch, d] float32
-        steered = (hidden + shift[:, None, :]).to(hidden.dtype)
-        return torch.where(positions.valid[..., None], steered, hidden)
+        # hidden + valid * shift: pads and the excluded sink get a zero shift and come back unchanged.
+        return torch.addcmul(hidden, positions.valid, shift[:, None, :]).to(hidden.dtype)
 
     def make_hook(index: int):  # noqa: ANN202 - a forward hook
         def hook(module: nn.Module, args: tuple, output: Tensor | tuple) -> Tensor | tuple:

@@ -17,7 +17,7 @@ import torch
 from . import prompts
 from .config import SweepConfig
 from .engine import Engine
-from .models import load, locate
+from .models import compute_dtype, load, locate
 from .reference import paper_loop
 from .steering import steer_rows
 
@@ -175,8 +175,8 @@ def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, faithful_trials:
     torch.manual_seed(cfg.seed)
     engine = Engine(*load(cfg.model, locate(cfg.model, Path(cfg.conf_dir))))
     work = make_trials(engine, trials, cfg.seed)
-    dtype = next(engine.model.parameters()).dtype if cfg.model.quantization == "none" else torch.float32
-    peak = matmul_peak_flops(engine.device, dtype if dtype.is_floating_point else torch.float32)
+    dtype = compute_dtype(cfg.model)
+    peak = matmul_peak_flops(engine.device, dtype)
     paper = time_paper_loop(engine, work[:paper_trials], new_tokens)
     faithful_sizes = sorted({min(b, faithful_trials) for b in batch_sizes})
     faithful = [time_engine(engine, work[:faithful_trials], new_tokens, b, cached=False) for b in faithful_sizes]
@@ -186,6 +186,7 @@ def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, faithful_trials:
     best_cached = max(cached, key=lambda r: r["trials_per_s"])
     result: dict[str, Any] = {
         "model": cfg.model.name, "quantization": cfg.model.quantization, "device": str(engine.device),
+        "dtype": str(dtype).removeprefix("torch."),
         "device_name": torch.cuda.get_device_name() if engine.device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "new_tokens": new_tokens, "trials": trials,
         "paper_trials": paper_trials, "faithful_trials": faithful_trials, "matmul_peak_gflops": peak / 1e9,
@@ -204,7 +205,8 @@ def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, faithful_trials:
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
-    lines = [f"{result['model']} ({result['quantization']}) on {result['device_name']}, {result['threads']} threads, "
+    lines = [f"{result['model']} ({result['quantization']}, {result['dtype']}) on {result['device_name']}, "
+             f"{result['threads']} threads, "
              f"{result['new_tokens']} new tokens; matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s"]
     for name in ("paper_loop", "faithful", "cached"):
         r = result[name]

@@ -117,23 +117,30 @@ def model_config(conf_dir: Path, name: str, quantization: str = "none") -> Model
     return OmegaConf.to_object(spec)  # type: ignore[return-value]
 
 
-def _quantization(cfg: ModelConfig) -> BitsAndBytesConfig | None:
+def compute_dtype(cfg: ModelConfig) -> torch.dtype:
+    """The activations' dtype: float32 on CPU; on CUDA bf16 where the card supports it, else fp16 (pre-Ampere,
+    e.g. T4). The weights are loaded in it too, unless quantized (then it is bitsandbytes' compute dtype)."""
+    if device_for(cfg).type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _quantization(cfg: ModelConfig, dtype: torch.dtype) -> BitsAndBytesConfig | None:
     if cfg.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     if cfg.quantization == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
     return None
 
 
 def load(cfg: ModelConfig, location: Location) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model on its device, in eval mode, with a left-padding tokenizer."""
-    device = device_for(cfg)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    device, dtype = device_for(cfg), compute_dtype(cfg)
     if cfg.source == "random":
         model = _random_model(cfg, dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(
-            location.weights, dtype=dtype, quantization_config=_quantization(cfg),
+            location.weights, dtype=dtype, quantization_config=_quantization(cfg, dtype),
             trust_remote_code=cfg.trust_remote_code,
             device_map={"": device} if cfg.quantization != "none" else None)
     if cfg.quantization == "none":

@@ -1,24 +1,31 @@
 """The fusion hook (method.md §4): per-row reference vectors and weights, the mean rule, and hook lifetime.
 
 For each steered layer l and each row of the batch, with `a` the layer's output over the row's positions:
-    mu = mean of a over the row's positions in this forward pass      (pads never enter it)
-    a' = alpha_l * (a + gamma_l * (h_l - mu)) + (1 - alpha_l) * a     (the paper's form, kept for fidelity)
-Hooks run in layer order, so layer l sees the already-steered residual stream of earlier layers.
+    mu    = mean of a over the row's positions in this forward pass      (pads never enter it)
+    shift = alpha_l * gamma_l * (h_l - mu)
+    a'    = a + shift
+which is the paper's alpha_l * (a + gamma_l * (h_l - mu)) + (1 - alpha_l) * a rounded differently (greedy texts
+still equal the paper's loop in float32). mu and the shift are float32 whatever the hidden dtype
+(alpha_l * gamma_l formed in float64, rounded once), and the shift is added once: bf16/fp16 activations are
+rounded once, not at each step of the formula. The mean adds each row's tokens in the same order as a mean
+over that row alone, so a row's mu does not depend on the padding beside it (bitwise on CPU). Hooks run in
+layer order, so layer l sees the already-steered residual stream of earlier layers. docs/steering-modes.md
+has the measurements behind these choices.
 
 Faithful mode (the paper's): every pass holds the whole sequence, so every position is re-steered with the
 mean of the current pass. Cached mode (KV cache on): a pass after the first holds only the new token; past
-positions keep the shift they got, and mu is a running mean of the layer's outputs over all positions so far.
+positions keep the shift they got, and mu is a running mean of the layer's outputs over all positions so far
+(float32 sums and counts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-
 
 
 @dataclass
@@ -40,82 +47,89 @@ class Steer:
 
 @dataclass
 class Positions:
-    """Which positions of the current forward pass are real tokens; the engine updates it before each pass."""
+    """Which positions of the current forward pass are real tokens; the engine updates it before each pass.
 
-    spans: list[tuple[int, int]] = field(default_factory=list)  # per row, [start, end) of real tokens
-    valid: Tensor | None = None  # [batch, positions] bool: real tokens of this pass (sink excluded if asked)
+    The masks are float32 0/1 weights, so that masking is one multiplication (the engine's pads hold finite
+    values, which a 0 weight removes; the packed entries are all real tokens)."""
+
+    valid: Tensor | None = None  # [batch, positions, 1]: 1 at the real tokens of this pass (sink excluded if asked)
+    # A full pass, each row's real tokens moved to the front (then its last real token repeated), for the mean:
+    packed: Tensor | None = None  # [batch * positions] int64: index into the pass's positions, rows flattened
+    packed_valid: Tensor | None = None  # [batch, positions, 1]: 1 at the packed entries that are real tokens
     decoding: bool = False  # cached mode: this pass holds only each row's newest token
-    sums: dict[int, Tensor] = field(default_factory=dict)  # cached: layer -> [batch, d] running sum of outputs
-    counts: dict[int, Tensor] = field(default_factory=dict)  # cached: layer -> [batch] positions summed
+    sums: dict[int, Tensor] = field(default_factory=dict)  # cached: layer -> [batch, d] float32 running sum
+    counts: dict[int, Tensor] = field(default_factory=dict)  # cached: layer -> [batch] float32 positions summed
 
     def update(self, mask: Tensor, decoding: bool, exclude_sink: bool) -> None:
         """mask: [batch, sequence] attention mask of everything so far (left pads, then tokens, then pads
         after a finished row's end)."""
-        starts = (mask.cumsum(-1) == 0).sum(-1)
-        lengths = mask.sum(-1)
-        self.spans = [(s + int(exclude_sink), s + n) for s, n in zip(starts.tolist(), lengths.tolist())]
         self.decoding = decoding
         if decoding:
-            self.valid = mask[:, -1:].bool()
-        else:
-            valid = mask.bool()
-            if exclude_sink:
-                valid = valid & (torch.arange(mask.shape[1], device=mask.device) != starts[:, None])
-            self.valid = valid
+            self.valid = mask[:, -1:, None].float()
+            return
+        batch, width = mask.shape
+        starts = (mask.cumsum(-1) == 0).sum(-1) + int(exclude_sink)  # [batch] first position steered
+        lengths = mask.sum(-1) - int(exclude_sink)  # [batch] positions steered (0 for a lone excluded sink)
+        offsets = torch.arange(width, device=mask.device)
+        self.valid = ((offsets >= starts[:, None]) & (offsets < (starts + lengths)[:, None]))[..., None].float()
+        # min(offset, length - 1) keeps every entry on a real token: the sink itself when nothing else is steered.
+        packed = starts[:, None] + torch.minimum(offsets, (lengths - 1)[:, None])
+        self.packed = (packed + width * torch.arange(batch, device=mask.device)[:, None]).flatten()
+        self.packed_valid = (offsets < lengths[:, None])[..., None].float()
 
 
-def _weights(steer: Steer, layer: int, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """alpha, 1-alpha, gamma: [batch]; vectors: [batch, d]; in the hidden states' dtype and device.
-    alpha and 1-alpha are formed in float64 and rounded once, as a Python-float hook would do."""
-    def cast(t: Tensor) -> Tensor:
-        return t.to(device=hidden.device, dtype=hidden.dtype)
-    alpha = steer.alpha[:, layer]
-    return cast(alpha), cast(1.0 - alpha), cast(steer.gamma[:, layer]), cast(steer.vectors[:, layer])
+def _pass_sum(hidden: Tensor, positions: Positions) -> tuple[Tensor, Tensor]:
+    """hidden: [batch, positions, d] -> the float32 sum [batch, d] and count [batch] of each row's real tokens.
 
-
-def _fuse_faithful(layer: int, steer: Steer, positions: Positions, hidden: Tensor) -> Tensor:
-    """hidden: [batch, positions, d], the whole sequence -> the steered copy."""
-    out = hidden.clone()
-    alpha, keep, gamma, vectors = _weights(steer, layer, hidden)
-    for row, (start, end) in enumerate(positions.spans):
-        if end <= start:
-            continue
-        # A per-row slice keeps the mean the same float op as an unbatched hook, so batch-1 runs match bitwise.
-        a = hidden[row:row + 1, start:end]
-        mu = a.mean(dim=1, keepdim=True)
-        out[row:row + 1, start:end] = alpha[row] * (a + gamma[row] * (vectors[row] - mu)) + keep[row] * a
-    return out
-
-
-def _fuse_cached(layer: int, steer: Steer, positions: Positions, hidden: Tensor) -> Tensor:
-    """hidden: [batch, positions, d], the prompt (first pass) or each row's newest token -> steered copy."""
-    valid = positions.valid[..., None]  # [batch, positions, 1]
-    added = (hidden * valid).sum(dim=1)
-    counted = valid.sum(dim=1)[:, 0]
-    if positions.decoding:
-        positions.sums[layer] = positions.sums[layer] + added
-        positions.counts[layer] = positions.counts[layer] + counted
+    A full pass is summed with each row's tokens first and zeros after them: the float additions are then
+    those of a mean over the row alone, whatever padding sits before it."""
+    if positions.decoding:  # one position per row: nothing to align
+        weights = positions.valid
+        tokens = hidden * weights
     else:
-        positions.sums[layer], positions.counts[layer] = added, counted
-    mu = positions.sums[layer] / positions.counts[layer].clamp(min=1)[:, None].to(hidden.dtype)
-    alpha, keep, gamma, vectors = (t[:, None, None] if t.dim() == 1 else t[:, None, :]
-                                   for t in _weights(steer, layer, hidden))
-    steered = alpha * (hidden + gamma * (vectors - mu[:, None, :])) + keep * hidden
-    return torch.where(valid, steered, hidden)
+        weights = positions.packed_valid
+        tokens = hidden.flatten(0, 1).index_select(0, positions.packed).view(hidden.shape).mul_(weights)
+    return tokens.sum(dim=1, dtype=torch.float32), weights.sum(dim=(1, 2))
+
+
+def _faithful_mean(layer: int, positions: Positions, hidden: Tensor) -> Tensor:
+    """hidden: [batch, positions, d], the whole sequence -> mu: [batch, d] float32, the mean of this pass."""
+    total, count = _pass_sum(hidden, positions)
+    return total / count.clamp(min=1)[:, None]
+
+
+def _cached_mean(layer: int, positions: Positions, hidden: Tensor) -> Tensor:
+    """hidden: [batch, positions, d], the prompt (first pass) or each row's newest token -> mu: [batch, d]
+    float32, the running mean over every position so far; updates the layer's running sum and count."""
+    total, count = _pass_sum(hidden, positions)
+    if positions.decoding:
+        total, count = positions.sums[layer] + total, positions.counts[layer] + count
+    positions.sums[layer], positions.counts[layer] = total, count
+    return total / count.clamp(min=1)[:, None]
 
 
 @contextmanager
 def fusion_hooks(layers: nn.ModuleList, steer: Steer) -> Iterator[Positions]:
     """Hook every decoder layer for the duration of the block; the hooks are removed on every exit path."""
     positions = Positions()
-    fuse = _fuse_cached if steer.cached else _fuse_faithful
+    mean: Callable[[int, Positions, Tensor], Tensor] = _cached_mean if steer.cached else _faithful_mean
+    device = next(layers.parameters()).device
+    vectors = steer.vectors.to(device=device, dtype=torch.float32)  # [batch, layers, d]
+    strength = (steer.alpha * steer.gamma).to(device=device, dtype=torch.float32)  # [batch, layers]
+
+    def fuse(index: int, hidden: Tensor) -> Tensor:
+        """hidden: [batch, positions, d] -> the steered copy, in hidden's dtype."""
+        mu = mean(index, positions, hidden)
+        shift = strength[:, index, None] * (vectors[:, index] - mu)  # [batch, d] float32
+        # hidden + valid * shift: pads and the excluded sink get a zero shift and come back unchanged.
+        return torch.addcmul(hidden, positions.valid, shift[:, None, :]).to(hidden.dtype)
 
     def make_hook(index: int):  # noqa: ANN202 - a forward hook
         def hook(module: nn.Module, args: tuple, output: Tensor | tuple) -> Tensor | tuple:
             # Decoder layers return a tensor in recent transformers releases and a tuple in older ones.
             if isinstance(output, tuple):
-                return (fuse(index, steer, positions, output[0]), *output[1:])
-            return fuse(index, steer, positions, output)
+                return (fuse(index, output[0]), *output[1:])
+            return fuse(index, output)
         return hook
 
     handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]

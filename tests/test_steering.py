@@ -7,9 +7,12 @@ import math
 import pytest
 import torch
 
+from sweep.models import _quantization, compute_dtype, model_config
 from sweep.reference import paper_loop
-from sweep.steering import Steer, fusion_hooks
+from sweep.steering import Positions, Steer, _faithful_mean, fusion_hooks
 from sweep.weights import layer_weights, segment_bounds
+
+from conftest import CONF
 
 PROMPTS = [
     "Question: Who received the IEEE Frank Rosenblatt Award in 2010?\nAnswer and explanation:",
@@ -29,6 +32,21 @@ def steer_for(rows: list[tuple[torch.Tensor, float, float]], layers: int) -> Ste
     return Steer(vectors=torch.stack([v for v, _, _ in rows]),
                  alpha=torch.tensor([[a] * layers for _, a, _ in rows], dtype=torch.float64),
                  gamma=torch.tensor([[g] * layers for _, _, g in rows], dtype=torch.float64))
+
+
+def per_row_fuse_oracle(hidden: torch.Tensor, spans: list[tuple[int, int]], alpha: list[float],
+                        gamma: list[float], vectors: torch.Tensor) -> torch.Tensor:
+    """The hook as it was before it was vectorised: one row at a time, the paper's arithmetic with Python-float
+    weights, in hidden's dtype. hidden: [batch, positions, d]; spans: per row, [start, end) of the positions
+    steered and averaged; alpha, gamma: [batch]; vectors: [batch, d] -> the steered copy."""
+    out = hidden.clone()
+    for row, (start, end) in enumerate(spans):
+        if end <= start:
+            continue
+        a = hidden[row:row + 1, start:end]
+        mu = a.mean(dim=1, keepdim=True)
+        out[row:row + 1, start:end] = alpha[row] * (a + gamma[row] * (vectors[row] - mu)) + (1 - alpha[row]) * a
+    return out
 
 
 def test_single_row_matches_naive_paper_loop(tiny_engine):
@@ -106,6 +124,153 @@ def test_cached_mode_keeps_a_running_mean_over_all_positions_so_far(tiny_engine)
     mu = torch.cat([prompt, new], dim=1).mean(dim=1, keepdim=True)
     h = steer.vectors[0, 2]
     torch.testing.assert_close(got, 0.6 * (new + 0.4 * (h - mu)) + 0.4 * new)
+
+
+def padded_batch(dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """hidden [4, 14, 64] at residual-stream scale (a large per-dimension offset plus noise) and its attention
+    mask: rows left-padded by 0, 2, 5 and 9 positions, the third ending in 3 pads as a finished row does.
+    Pads hold 1e4, so any that leaked into a mean would show."""
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(4, 14, dtype=torch.long)
+    for row, (start, end) in enumerate([(0, 14), (2, 14), (5, 11), (9, 14)]):
+        mask[row, start:end] = 1
+    offset = 8 * torch.randn(64, generator=generator)
+    hidden = offset + 2 * torch.randn(4, 14, 64, generator=generator)
+    return torch.where(mask.bool()[..., None], hidden, torch.tensor(1e4)).to(dtype), mask
+
+
+def spans_of(mask: torch.Tensor, exclude_sink: bool) -> list[tuple[int, int]]:
+    """Per row, [start, end) of the positions the hook steers: the row's tokens, less the sink if excluded."""
+    starts, lengths = (mask.cumsum(-1) == 0).sum(-1).tolist(), mask.sum(-1).tolist()
+    return [(s + int(exclude_sink), s + n) for s, n in zip(starts, lengths)]
+
+
+def random_steer(engine, rows: int, seed: int) -> Steer:
+    generator = torch.Generator().manual_seed(seed)
+    layers = engine.num_layers
+    return Steer(vectors=4 * torch.randn(rows, layers, engine.model.config.hidden_size, generator=generator),
+                 alpha=torch.rand(rows, layers, generator=generator, dtype=torch.float64),
+                 gamma=torch.rand(rows, layers, generator=generator, dtype=torch.float64))
+
+
+def hook_output(engine, steer: Steer, layer: int, mask: torch.Tensor, hidden: torch.Tensor,
+                exclude_sink: bool) -> torch.Tensor:
+    """One layer's hook applied to `hidden` [batch, positions, d] as the first pass of a generation."""
+    module = engine.layers[layer]
+    with fusion_hooks(engine.layers, steer) as positions:
+        positions.update(mask, decoding=False, exclude_sink=exclude_sink)
+        return hook_of(module)(module, (), hidden)
+
+
+def oracle_for(steer: Steer, layer: int, hidden: torch.Tensor, spans: list[tuple[int, int]],
+               dtype: torch.dtype) -> torch.Tensor:
+    """per_row_fuse_oracle on hidden and the layer's vectors, both in `dtype`."""
+    return per_row_fuse_oracle(hidden.to(dtype), spans, steer.alpha[:, layer].tolist(),
+                               steer.gamma[:, layer].tolist(), steer.vectors[:, layer].to(dtype))
+
+
+def steered_mask(spans: list[tuple[int, int]], width: int) -> torch.Tensor:
+    offsets = torch.arange(width)
+    return torch.stack([(offsets >= s) & (offsets < e) for s, e in spans])  # [batch, positions] bool
+
+
+# The hook adds alpha*gamma*(h - mu) once; the oracle (the paper's arithmetic) rounds gamma*(h - mu), a + that,
+# alpha*(...), (1-alpha)*a and their sum. Measured over 200 random batches (docs/steering-modes.md): at most
+# 4.2 float32 eps times the larger of |a| and |gamma*(h - mu)| apart; the tolerance allows 8.
+FP32_EPS_TOLERANCE = 8
+
+
+@pytest.mark.parametrize("exclude_sink", [False, True])
+def test_vectorised_hook_matches_the_per_row_oracle(tiny_engine, exclude_sink):
+    layer = 2
+    for seed in range(5):
+        hidden, mask = padded_batch(torch.float32, seed)
+        steer = random_steer(tiny_engine, 4, seed)
+        spans = spans_of(mask, exclude_sink)
+        inside = steered_mask(spans, hidden.shape[1])
+        got = hook_output(tiny_engine, steer, layer, mask, hidden, exclude_sink)
+        expected = oracle_for(steer, layer, hidden, spans, torch.float32)
+        # Pads and the excluded sink pass through bitwise.
+        assert torch.equal(got[~inside], hidden[~inside])
+        # The batched mean is bitwise the per-row one.
+        positions = Positions()
+        positions.update(mask, decoding=False, exclude_sink=exclude_sink)
+        means = _faithful_mean(layer, positions, hidden)
+        for row, (start, end) in enumerate(spans):
+            assert torch.equal(means[row], hidden[row, start:end].mean(dim=0))
+        # Steered positions: within FP32_EPS_TOLERANCE of the oracle.
+        scaled = steer.gamma[:, layer, None] * (steer.vectors[:, layer] - means)  # [batch, d] gamma*(h - mu)
+        scale = torch.maximum(hidden.double().abs(), scaled[:, None, :].abs())
+        bound = FP32_EPS_TOLERANCE * torch.finfo(torch.float32).eps * scale
+        assert ((got.double() - expected.double()).abs() <= bound)[inside].all()
+        # Each row equals the same row run alone, without padding, bitwise.
+        for row, (start, end) in enumerate(spans_of(mask, False)):
+            alone = Steer(steer.vectors[row:row + 1], steer.alpha[row:row + 1], steer.gamma[row:row + 1])
+            by_itself = hook_output(tiny_engine, alone, layer, torch.ones(1, end - start, dtype=torch.long),
+                                    hidden[row:row + 1, start:end], exclude_sink)
+            assert torch.equal(got[row:row + 1, start:end], by_itself)
+
+
+def test_bf16_hook_stays_closer_to_float64_than_the_paper_arithmetic_in_bf16(tiny_engine):
+    """In bf16 the hook rounds once (float32 mu and shift, added once); the paper's hook run in bf16 rounds mu
+    and each of its operations. Against the float64 result the first is within half a bf16 ulp (plus float32
+    noise where a and the shift cancel), and closer."""
+    layer = 4
+    errors, paper_errors = [], []
+    for seed in range(5):
+        hidden, mask = padded_batch(torch.bfloat16, seed)
+        steer = random_steer(tiny_engine, 4, seed)
+        spans = spans_of(mask, False)
+        inside = steered_mask(spans, hidden.shape[1])
+        got = hook_output(tiny_engine, steer, layer, mask, hidden, False)
+        assert got.dtype == torch.bfloat16
+        exact = oracle_for(steer, layer, hidden, spans, torch.float64)[inside]
+        error = (got.double()[inside] - exact).abs()
+        a = hidden.double()[inside]
+        noise = 4 * torch.finfo(torch.float32).eps * (a.abs() + (exact - a).abs())  # float32 shift and sum
+        assert (error <= 2 ** -8 * exact.abs() + noise).all()  # half an ulp: bf16 keeps 8 significant bits
+        errors.append(error)
+        paper_errors.append((oracle_for(steer, layer, hidden, spans, torch.bfloat16).double()[inside] - exact).abs())
+    error, paper_error = torch.cat(errors), torch.cat(paper_errors)
+    assert error.mean() < paper_error.mean() and error.max() <= paper_error.max()
+
+
+def test_cached_running_mean_in_bf16_keeps_float32_sums_and_exact_counts(tiny_engine):
+    """301 positions of bf16 outputs (bf16 cannot hold 301: it rounds to 300) give the float64 mean within 1e-3."""
+    steer = random_steer(tiny_engine, 2, 0)
+    steer.cached = True
+    layer = 3
+    module = tiny_engine.layers[layer]
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.tensor([[1] * 21, [0] * 5 + [1] * 16])
+
+    def outputs(positions: int) -> torch.Tensor:
+        return (3 + torch.randn(2, positions, 64, generator=generator)).to(torch.bfloat16)
+    seen = [outputs(21)]
+    with fusion_hooks(tiny_engine.layers, steer) as positions:
+        positions.update(mask, decoding=False, exclude_sink=False)
+        hook_of(module)(module, (), seen[0])
+        for _ in range(280):
+            seen.append(outputs(1))
+            mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], dim=1)
+            positions.update(mask, decoding=True, exclude_sink=False)
+            hook_of(module)(module, (), seen[-1])
+        sums, counts = positions.sums[layer], positions.counts[layer]
+    assert sums.dtype == torch.float32 and counts.dtype in (torch.float32, torch.int64)
+    assert counts.tolist() == [301, 296]
+    every = torch.cat(seen, dim=1).double()
+    expected = torch.stack([every[0].mean(dim=0), every[1, 5:].mean(dim=0)])
+    assert ((sums / counts[:, None] - expected).abs() / expected.abs()).max() < 1e-3
+
+
+@pytest.mark.parametrize(("cuda", "bf16", "expected"), [
+    (False, False, torch.float32), (True, True, torch.bfloat16), (True, False, torch.float16)])
+def test_compute_dtype_follows_the_device_and_4bit_computes_in_it(monkeypatch, cuda, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    cfg = model_config(CONF, "smollm2-135m", quantization="4bit")
+    assert compute_dtype(cfg) == expected
+    assert _quantization(cfg, compute_dtype(cfg)).bnb_4bit_compute_dtype == expected
 
 
 def test_unsteered_generation_equals_hf_generate(tiny_engine):

@@ -17,7 +17,8 @@ def paper_loop(engine: Engine, prompt: str, vectors: Tensor, alpha: list[float],
         def hook(module, args, output):  # noqa: ANN001, ANN202
             a = output[0] if isinstance(output, tuple) else output
             mu = a.mean(dim=1, keepdim=True)
-            fused = alpha[layer] * (a + gamma[layer] * (vectors[layer] - mu)) + (1 - alpha[layer]) * a
+            h = vectors[layer].to(a.dtype)  # a bf16/fp16 model computes the paper's formula in its own dtype
+            fused = alpha[layer] * (a + gamma[layer] * (h - mu)) + (1 - alpha[layer]) * a
             return (fused, *output[1:]) if isinstance(output, tuple) else fused
         return hook
 

@@ -16,7 +16,7 @@ class Progress:
         self.stage, self.total, self.unit, self.done, self.note = stage, total, unit, 0, ""
         self._stream = stream or sys.stderr
         self._every_s, self._started = every_s, time.monotonic()
-        self._last_line = self._started
+        self._last_line, self._printed = self._started, -1
         self._bar = (tqdm(total=total, desc=stage, unit=f" {unit}", file=self._stream, dynamic_ncols=True,
                           bar_format="{desc} {n_fmt}/{total_fmt}{unit} · {rate_fmt} · {postfix} ETA {remaining}")
                      if self._stream.isatty() else None)
@@ -41,12 +41,12 @@ class Progress:
 
     def _print(self) -> None:
         print(self.line(), file=self._stream, flush=True)
-        self._last_line = time.monotonic()
+        self._last_line, self._printed = time.monotonic(), self.done
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        else:
+        elif self._printed != self.done:
             self._print()
 
     def __enter__(self) -> Progress:

@@ -113,8 +113,8 @@ def _run_shards(session: Session, settings: StudySettings, todo: list[str], payl
     best = {k: max(r["objective"] for r in payloads[k][1]) for k in todo if k in payloads and payloads[k][1]}
     trainable = tune.with_resources(tune.with_parameters(run_shard, settings=settings, replicas=replicas),
                                     {"cpu": cfg.cluster.trial_cpus})
-    log.info("tune: %d studies left in %d shards of up to %d (attempt %d)", len(todo), len(shards),
-             len(shards[0]), attempt)
+    log.info("tune: %d studies left in %d shard%s of up to %d (attempt %d)", len(todo), len(shards),
+             "s" * (len(shards) > 1), len(shards[0]), attempt)
     with Progress("tune", total, "trials") as progress:
         progress.update(done)
         tuner = tune.Tuner(

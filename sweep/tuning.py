@@ -111,9 +111,10 @@ def finished(key: str, rows: list[dict] | None, trials: int) -> bool:
 
 
 def shard_file(state_dir: str | Path, keys: list[str]) -> Path:
-    """A shard's state file is named after its first study."""
+    """A shard's state file, named after its first study and the set of its studies: studies regrouped on a
+    resume go to new files, and the old ones stay whole (the latest payload of a study wins on reading)."""
     prompt_id, arm = parse_key(keys[0])
-    return Path(state_dir) / f"{prompt_id:07d}-{arm}.pkl"
+    return Path(state_dir) / f"{prompt_id:07d}-{arm}-{zlib.crc32(' '.join(keys).encode()):08x}.pkl"
 
 
 # A state file maps each study of its shard to a Payload: the study pickled on its own, and its rows. The rows

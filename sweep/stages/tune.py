@@ -12,6 +12,7 @@ import json
 import logging
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 
 from ray import tune
 
@@ -22,8 +23,8 @@ from ..progress import Progress
 from ..rundir import SCHEMAS, RunDir, read_rows, write_table, write_text_atomic
 from ..session import Session, steer_settings
 from ..tracking import LiveLogger
-from ..tuning import (Payload, StudySettings, budget, finished, latest_payloads, parse_key, read_payloads, run_shard,
-                      shard_file, study_key, write_payloads)
+from ..tuning import (Payload, StudySettings, budget, finished, latest_payloads, parse_key, run_shard, shard_file,
+                      study_key, write_payloads)
 from ..weights import segment_bounds
 from .vectors import check_vectors
 
@@ -94,18 +95,22 @@ def tune_stage(session: Session) -> None:
         live.close()  # the results are out first; then MLflow's live thread drains before anything else writes
 
 
-def shards_of(keys: Sequence[str], size: int) -> list[list[str]]:
-    return [list(keys[i:i + size]) for i in range(0, len(keys), size)]
+def regroup(state_dir: Path, todo: Sequence[str], size: int, payloads: dict[str, Payload]) -> list[list[str]]:
+    """The unfinished studies in shards of `size`, in key order. On a resume under another cluster.max_batch the
+    shards differ from the first run's: each new shard starts its own state file with its studies' payloads, and
+    the old files stay whole (a study's latest payload wins on reading), so nothing finished is lost."""
+    shards = [list(todo[i:i + size]) for i in range(0, len(todo), size)]
+    for shard in shards:
+        path = shard_file(state_dir, shard)
+        if not path.exists() and any(k in payloads for k in shard):
+            write_payloads(path, {k: payloads[k] for k in shard if k in payloads})
+    return shards
 
 
 def _run_shards(session: Session, settings: StudySettings, todo: list[str], payloads: dict[str, Payload],
                 budgets: dict[str, int], live: LiveLogger) -> None:
     cfg, run = session.cfg, session.run
-    shards = shards_of(todo, max(1, cfg.cluster.max_batch // cfg.search.in_flight))
-    for shard in shards:  # a resume under another max_batch regroups studies: each shard's file holds its own
-        path = shard_file(settings.state_dir, shard)
-        if set(read_payloads(path)) != set(shard) and any(k in payloads for k in shard):
-            write_payloads(path, {k: payloads[k] for k in shard if k in payloads})
+    shards = regroup(run.tune_state, todo, max(1, cfg.cluster.max_batch // cfg.search.in_flight), payloads)
     replicas = session.replicas
     attempt = len(list(run.tune_storage.glob("attempt-*"))) + 1
     total = sum(budgets[k] for k in todo)

@@ -68,6 +68,10 @@ def test_every_stage_file_is_written_with_its_schema(smoke_run):
         assert f"{grades[grades['method'] == arm]['composite'].mean():.2f} [" in report
     for plot in ("shares", "composite", "judge_scores", "best_weights", "objective_by_trial"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000
+    for title in ("Shares of prompts per arm", "Composite score per prompt", "Judge scores (1-5)",
+                  "Injection strength of the best trials", "Objective by trial"):
+        assert f"**{title}.** " in report  # every figure with its title and a caption
+    assert "4 of 4 prompts, in prompt order" in report
     transfer = pq.read_table(out / "transfer.parquet").to_pandas()
     assert set(transfer["setting"]) == {"transfer", "question-only", "self"}
     assert set(transfer["method"]) == {"full", "segmented"} and transfer["prompt_id"].nunique() == 2

@@ -31,7 +31,7 @@ def test_overriding_the_model_name_loads_that_models_spec():
 @pytest.mark.parametrize(("override", "message"), [
     ("model.quantization=3bit", "choose one of: 8bit, 4bit, none"),
     ("steering.mean=median", "choose one of: all, exclude_sink"),
-    ("model.name=gpt-5", "unknown model 'gpt-5'; known models: gemma-2-2b-it, gemma3-270m, gpt2, smollm2-135m, tiny-random"),
+    ("model.name=gpt-5", "unknown model 'gpt-5'; known models: gemma-2-2b-it, gemma3-270m, gemma3-270m-random, gpt2, smollm2-135m, smollm2-135m-random, tiny-random"),
     ("search.trials=0", "search.trials=0 must be at least 1"),
     ("search.alpha_high=1.5", "need 0 < low < high <= 1"),
     ("search.methods=[full,random]", "choose from: full, segmented"),

@@ -6,7 +6,8 @@ unchanged to them, with three reference vectors:
 - `transfer`: their gold-answer vectors (the gold answer still informs the vector, not the selection);
 - `question-only`: the mean over the steered prompt itself, rendered and with the sink rule as steering uses;
 - `self`: the mean over the model's own unsteered answer and explanation to the steered prompt — no gold
-  anywhere: the variant a user could deploy.
+  anywhere: the variant a user could deploy. Where the model wrote nothing (it ended its turn at once), there
+  is no answer to average over and its self vector is its question-only vector.
 """
 
 from __future__ import annotations
@@ -68,7 +69,12 @@ def _steer_held(session: Session, selected: dict[int, dict], tuned: list[int],
         own = fan_out(replicas, "generate", [prompts.steered(q) for q in questions], progress,
                       cfg.generation.max_new_tokens, chat)
         question_vectors = fan_out(replicas, "reference_vectors", [(q, None) for q in questions], progress, chat, sink)
-        self_vectors = fan_out(replicas, "reference_vectors", list(zip(questions, own)), progress, chat, sink)
+        self_vectors = fan_out(replicas, "reference_vectors", [(q, a if a.strip() else None)
+                                                               for q, a in zip(questions, own)], progress, chat, sink)
+    silent = sum(not a.strip() for a in own)
+    if silent:
+        print(f"transfer: {silent} of {len(held)} held-out prompts got an empty answer of the model's own; "
+              "their self vector is their question-only vector", flush=True)
     gold = _load(run.vectors, [f"gold/{p}" for p in held])
     named = {**gold, **{f"question/{p}": v for p, v in zip(held, question_vectors)},
              **{f"self/{p}": v for p, v in zip(held, self_vectors)}}

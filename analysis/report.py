@@ -211,7 +211,7 @@ def _degenerate_section(arms: dict[str, pd.DataFrame], cfg: SweepConfig) -> str:
 
 def _judge_note(cfg: SweepConfig) -> str:
     if cfg.judge.kind == "exact":
-        return ("Judge: the strict deterministic grader (`sweep/judges.py`, SimpleQA's rubric as rules). Its 1-5 score "
+        return ("Judge: the strict deterministic grader (`sweep/grader.py`, SimpleQA's rubric as rules). Its 1-5 score "
                 "is a function of its grade, not of overlap, so the composite mixes two different signals.")
     return f"Judge: `{cfg.judge.kind}` (`{cfg.judge.model}`)."
 

@@ -289,8 +289,9 @@ def paired_bootstrap(
     """Paired bootstrap of the mean per-prompt difference b - a (e.g. composite of two methods).
 
     Prompts are resampled as pairs, so each method's score stays with its prompt and per-prompt
-    difficulty cancels. p = 2 * min(share of resampled mean differences <= 0, share >= 0), clipped to 1:
-    identical inputs give 1.0; 0.0 means no resample crossed zero, i.e. p below 1 / resamples.
+    difficulty cancels. p = 2 * (1 + resampled mean differences on the smaller side of 0) / (1 + resamples),
+    clipped to 1 (the +1s count the observed sample among the resamples, so p is never 0: with 2,000
+    resamples none of which crosses zero, p = 0.001, the test's resolution). Identical inputs give 1.0.
     d_z is `cohens_dz(a, b)`.
     """
     first, second = _as_sample(a), _as_sample(b)
@@ -299,7 +300,8 @@ def paired_bootstrap(
     differences = second - first
     replicates = _resampled(differences, np.mean, resamples, seed)
     difference = float(np.mean(differences))
-    p_value = min(1.0, 2 * min(float(np.mean(replicates <= 0)), float(np.mean(replicates >= 0))))
+    crossing = min(int(np.sum(replicates <= 0)), int(np.sum(replicates >= 0)))
+    p_value = min(1.0, 2 * (1 + crossing) / (1 + replicates.size))
     interval = _percentile_interval(difference, replicates, level)
     return PairedResult(difference, interval, p_value, cohens_dz(first, second))
 

@@ -23,7 +23,8 @@ from sweep.rundir import RunDir, write_text_atomic
 from sweep.scoring import DEGENERATE_REPETITION, REPETITION_WEIGHT
 
 from . import plots
-from .stats import Comparison, Interval, holm, method_intervals, paired_comparison, wilson_interval
+from .stats import (Comparison, Interval, bootstrap_interval, holm, method_intervals, paired_bootstrap,
+                    paired_comparison, wilson_interval)
 from .tables import markdown_table, summarise
 
 INTERVAL_ROWS = {  # key of method_intervals -> (label, shown as a percentage)
@@ -247,17 +248,29 @@ def _transfer_section(run: RunDir, arms: dict[str, pd.DataFrame]) -> str:
         rows[label(method)] = arms[method]
         for setting, name in names.items():
             rows[f"{method}: {name}"] = transfer[(transfer["method"] == method) & (transfer["setting"] == setting)]
+    baseline = _on(rows[label(BASELINE)], held)["composite"].to_numpy()
     lines = [f"{len(held)} held-out prompts; the transferred weights are the per-parameter medians of the other "
-             "prompts' best trials, applied unchanged (no selection against the gold answer).", "",
-             "| setting | SimpleQA CORRECT [95% CI] | accurate, not degenerate [95% CI] | composite mean | overlap mean |",
-             "|---|---|---|---|---|"]
+             "prompts' best trials, applied unchanged (no selection against the gold answer). Composite: mean "
+             "with its bootstrap interval, and its paired change from the baseline on the same prompts.", "",
+             "| setting | SimpleQA CORRECT [95% CI] | accurate, not degenerate [95% CI] | composite mean [95% CI] | "
+             "composite: change vs baseline [95% CI] | overlap mean |",
+             "|---|---|---|---|---|---|"]
     for name, frame in rows.items():
-        g = frame[frame["prompt_id"].isin(held)]
+        g = _on(frame, held)
         correct = wilson_interval(int((g["grade"] == "CORRECT").sum()), len(g))
         accurate = wilson_interval(int(g["accurate"].sum()), len(g))
-        lines.append(f"| {name} | {correct.fmt(True)} | {accurate.fmt(True)} | {g['composite'].mean():.2f} | "
-                     f"{g['overlap'].mean():.2f} |")
+        composite = bootstrap_interval(g["composite"].to_numpy())
+        change = paired_bootstrap(baseline, g["composite"].to_numpy())
+        change_cell = "" if name == label(BASELINE) else (
+            f"{change.difference:+.3f} [{change.interval.low:+.3f}, {change.interval.high:+.3f}]")
+        lines.append(f"| {name} | {correct.fmt(True)} | {accurate.fmt(True)} | {composite.fmt(False)} | "
+                     f"{change_cell} | {g['overlap'].mean():.2f} |")
     return "\n".join(lines)
+
+
+def _on(frame: pd.DataFrame, prompt_ids: list[int]) -> pd.DataFrame:
+    """`frame`'s rows for `prompt_ids`, one per prompt, in that order (so two arms pair up row by row)."""
+    return frame.set_index("prompt_id").loc[prompt_ids].reset_index()
 
 
 def _cell(text: str, limit: int = 160) -> str:

@@ -76,6 +76,7 @@ def test_every_stage_file_is_written_with_its_schema(smoke_run):
     assert set(transfer["setting"]) == {"transfer", "question-only", "self"}
     assert set(transfer["method"]) == {"full", "segmented"} and transfer["prompt_id"].nunique() == 2
     assert "## Oracle vs transfer (held-out prompts)" in report and "the model's own answer as vector (no gold)" in report
+    assert "composite: change vs baseline [95% CI]" in report
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "<table>" in html
 

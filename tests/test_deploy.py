@@ -49,6 +49,18 @@ def tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else f"({path} was not written)"
 
 
+def assert_smoke_studies(trials) -> dict[tuple[int, str], int]:  # noqa: ANN001 - a DataFrame
+    """conf/smoke.yaml's studies, all finished: 4 prompts x 7 arms (2 methods, their random and mismatched
+    controls: 2 trials each; prompt_only: 1). Returns {(prompt_id, arm): trials}."""
+    studies = trials.groupby(["prompt_id", "method"]).size()
+    expected = {"full": 2, "segmented": 2, "full-random": 2, "segmented-random": 2, "full-mismatched": 2,
+                "segmented-mismatched": 2, "prompt_only": 1}
+    assert {(p, m): n for (p, m), n in studies.items()} == {
+        (p, m): n for p in trials["prompt_id"].unique() for m, n in expected.items()}
+    assert trials["prompt_id"].nunique() == 4
+    return {(int(p), m): int(n) for (p, m), n in studies.items()}
+
+
 # ------------------------------------------------------------------------------------ MLflow on PostgreSQL
 
 PG_BIN_LOOKUP = "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
@@ -171,8 +183,7 @@ def test_sweep_logs_to_mlflow_on_postgresql(postgres, mlflow_on_postgres, tmp_pa
     assert done.returncode == 0, done.stderr[-4000:] + "\n--- mlflow server:\n" + tail(mlflow_on_postgres.log)
     assert not (out / "mlflow.db").exists(), "the sweep fell back to a local SQLite store"
 
-    studies = pq.read_table(out / "trials.parquet").to_pandas().groupby(["prompt_id", "method"]).size()
-    assert len(studies) == 8 and set(studies) == {2}  # 4 prompts x 2 methods, 2 trials each (conf/smoke.yaml)
+    studies = assert_smoke_studies(pq.read_table(out / "trials.parquet").to_pandas())
     client = MlflowClient(mlflow_on_postgres.uri)
     experiment = client.get_experiment_by_name("fusion-steering")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
@@ -184,7 +195,8 @@ def test_sweep_logs_to_mlflow_on_postgresql(postgres, mlflow_on_postgres, tmp_pa
     assert all(r.info.status == "FINISHED" for r in runs)
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "objective")]
-        assert sorted(steps) == [0, 1], f"{child.info.run_name}: steps {steps}"
+        study = (int(child.data.tags["fusion_steering.prompt_id"]), child.data.tags["fusion_steering.method"])
+        assert sorted(steps) == list(range(studies[study])), f"{child.info.run_name}: steps {steps}"
 
     # The runs are rows in PostgreSQL, not anywhere else.
     uri = urlparse(postgres.backend_store_uri())
@@ -305,5 +317,4 @@ def test_ray_job_submit_runs_the_sweep_on_a_token_auth_head(ray_head, tmp_path):
     assert info.ok, info.text
     assert info.json()["status"] == "SUCCEEDED", (info.json(), logs)
     assert (out / "report.md").is_file(), logs
-    trials = pq.read_table(out / "trials.parquet").to_pandas()
-    assert trials.groupby(["prompt_id", "method"]).size().tolist() == [2] * 8
+    assert_smoke_studies(pq.read_table(out / "trials.parquet").to_pandas())

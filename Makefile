@@ -8,7 +8,7 @@ DEMO_CONFIG ?= conf/demo.yaml
 DEMO_OUT ?= runs/demo
 DEMO_ARGS ?=
 
-.PHONY: demo test test-faults
+.PHONY: demo test test-readme test-faults
 
 $(VENV)/.installed: pyproject.toml ci/constraints-cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+test-readme: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m readme
 
 test-faults: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m faults

@@ -206,13 +206,39 @@ class Session:
 def fan_out(replicas: list, method: str, items: Sequence, progress: Progress | None, *args: Any) -> list:
     """Split `items` into batches of BATCH over the replicas; results in order, progress as batches return."""
     batches = [list(items[i:i + BATCH]) for i in range(0, len(items), BATCH)]
-    futures = [getattr(replicas[i % len(replicas)], method).remote(batch, *args) for i, batch in enumerate(batches)]
-    pending = list(futures)
+    results = on_replicas(replicas, [(method, (batch, *args)) for batch in batches], progress,
+                          [len(batch) for batch in batches])
+    return [result for batch in results for result in batch]
+
+
+def on_replicas(replicas: list, calls: Sequence[tuple[str, tuple]], progress: Progress | None = None,
+                sizes: Sequence[int] | None = None) -> list:
+    """Call i, (actor method, args), on replica i mod n, all sent at once; the results in call order, progress by
+    `sizes[i]` (else 1) as calls return. A call whose replica is gone for good (its restarts used up, its node
+    lost) goes to the next replica: the stage fails only when every replica has failed that call. Every replica
+    computes a call alike, so which one answers changes nothing."""
+    def send(i: int, attempt: int) -> Any:
+        method, args = calls[i]
+        return getattr(replicas[(i + attempt) % len(replicas)], method).remote(*args)
+
+    attempts = [0] * len(calls)
+    pending = {send(i, 0): i for i in range(len(calls))}
+    results: list = [None] * len(calls)
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
+        (ref,), _ = ray.wait(list(pending), num_returns=1)
+        i = pending.pop(ref)
+        try:
+            results[i] = ray.get(ref)
+        except ray.exceptions.RayActorError as err:
+            attempts[i] += 1
+            if attempts[i] == len(replicas):
+                raise RuntimeError(f"every replica is gone ({str(err).splitlines()[0]})") from err
+            log.warning("a replica is gone (%s); its call goes to the next one", str(err).splitlines()[0])
+            pending[send(i, attempts[i])] = i
+            continue
         if progress is not None:
-            progress.update(len(batches[futures.index(done[0])]))
-    return [result for batch in ray.get(futures) for result in batch]
+            progress.update(sizes[i] if sizes is not None else 1)
+    return results
 
 
 def steer_settings(cfg: SweepConfig, run: RunDir, vectors_file: str) -> SteerSettings:

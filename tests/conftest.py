@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -140,9 +141,18 @@ def finished_trials(out: Path) -> int:
     return sum(len(rows) for _, rows in latest_payloads(out / "tune" / "state", rows_only=True).values())
 
 
-def wait_for_trials(proc: subprocess.Popen, out: Path, trials: int, timeout: float = 300) -> None:
+def finished_studies(out: Path, budget: int) -> int:
+    """Studies whose state files hold all `budget` trials."""
+    from sweep.tuning import latest_payloads
+
+    return sum(len(rows) >= budget for _, rows in latest_payloads(out / "tune" / "state", rows_only=True).values())
+
+
+def wait_for_trials(proc: subprocess.Popen, out: Path, trials: int, timeout: float = 300,
+                    count: Callable[[Path], int] = finished_trials) -> None:
+    """Until `count(out)` (finished trials by default) reaches `trials`; fails if the sweep ends first."""
     deadline = time.monotonic() + timeout
-    while finished_trials(out) < trials:
+    while count(out) < trials:
         assert proc.poll() is None, f"the sweep ended before {trials} trials: {proc.stderr.read()[-3000:]}"
         assert time.monotonic() < deadline, f"fewer than {trials} trials after {timeout} s"
         time.sleep(0.2)

@@ -123,3 +123,17 @@ def test_a_replica_given_a_gpu_without_cuda_refuses_to_run_on_its_cpu():
     cfg.device = "cuda"
     with pytest.raises(ModelError, match="reserved a GPU but torch finds no CUDA device.*model.device=cpu"):
         ReplicaModel(cfg, locate(cfg, CONF), 1)
+
+
+def test_a_call_whose_replica_is_gone_goes_to_the_next_and_with_none_left_the_stage_fails(ray_local):
+    from sweep.orchestration import ZeroCostModel
+    from sweep.session import on_replicas
+
+    replicas = [ray.remote(Replica).options(max_restarts=0).remote(ZeroCostModel) for _ in range(2)]
+    assert on_replicas(replicas, [("num_layers", ())] * 4) == [ZeroCostModel.num_layers] * 4
+    ray.kill(replicas[0], no_restart=True)
+    # Calls 0 and 2 are sent to the dead replica first: they are answered by the survivor.
+    assert on_replicas(replicas, [("num_layers", ())] * 4) == [ZeroCostModel.num_layers] * 4
+    ray.kill(replicas[1], no_restart=True)
+    with pytest.raises(RuntimeError, match="every replica is gone"):
+        on_replicas(replicas, [("num_layers", ())])

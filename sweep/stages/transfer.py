@@ -16,14 +16,13 @@ import random
 import statistics
 from collections.abc import Sequence
 
-import ray
 
 from .. import prompts
 from ..evaluate import Answer, grade_answers
 from ..messages import SteerRequest
 from ..progress import Progress
 from ..rundir import SCHEMAS, read_rows, write_table
-from ..session import Session, fan_out, steer_settings
+from ..session import Session, fan_out, on_replicas, steer_settings
 from ..tuning import trial_params
 from ..weights import layer_weights, segment_bounds
 from .vectors import save_tensors
@@ -79,7 +78,7 @@ def _steer_held(session: Session, selected: dict[int, dict], tuned: list[int],
     named = {**gold, **{f"question/{p}": v for p, v in zip(held, question_vectors)},
              **{f"self/{p}": v for p, v in zip(held, self_vectors)}}
     save_tensors(run.root / "vectors_transfer.safetensors", named)
-    num_layers = ray.get(replicas[0].num_layers.remote())
+    (num_layers,) = on_replicas(replicas, [("num_layers", ())])
     segments = segment_bounds(num_layers, list(cfg.steering.segment_starts))
     best = read_rows(run.table("best"))
     jobs: list[tuple[str, str, int, SteerRequest]] = []
@@ -91,12 +90,9 @@ def _steer_held(session: Session, selected: dict[int, dict], tuned: list[int],
     settings = steer_settings(cfg, run, "vectors_transfer.safetensors")
     batches = [jobs[i:i + cfg.cluster.max_batch] for i in range(0, len(jobs), cfg.cluster.max_batch)]
     with Progress("transfer", len(jobs), "trials") as progress:
-        futures = [replicas[i % len(replicas)].steer.remote(settings, [r for *_, r in batch])
-                   for i, batch in enumerate(batches)]
-        outputs = []
-        for future, batch in zip(futures, batches):
-            outputs += ray.get(future)
-            progress.update(len(batch))
+        results = on_replicas(replicas, [("steer", (settings, [r for *_, r in batch])) for batch in batches],
+                              progress, [len(batch) for batch in batches])
+    outputs = [out for batch in results for out in batch]
     return [(setting, Answer(p, method, selected[p]["question"], selected[p]["answer"], out.text))
             for (setting, method, p, _), out in zip(jobs, outputs)]
 

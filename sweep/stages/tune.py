@@ -21,7 +21,7 @@ from ..config import SweepConfig
 from ..errors import SweepError
 from ..progress import Progress
 from ..rundir import SCHEMAS, RunDir, read_rows, write_table, write_text_atomic
-from ..session import Session, steer_settings
+from ..session import Session, on_replicas, steer_settings
 from ..tracking import LiveLogger
 from ..tuning import (Payload, StudySettings, budget, finished, latest_payloads, parse_key, run_shard, shard_file,
                       study_key, write_payloads)
@@ -59,9 +59,8 @@ def study_settings(session: Session, mismatch: dict[int, int]) -> StudySettings:
 
 
 def _num_layers(session: Session) -> int:
-    import ray
-
-    return ray.get(session.replicas[0].num_layers.remote())
+    (num_layers,) = on_replicas(session.replicas, [("num_layers", ())])
+    return num_layers
 
 
 def mismatch_map(cfg: SweepConfig, prompt_ids: list[int]) -> dict[int, int]:

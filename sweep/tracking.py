@@ -114,13 +114,22 @@ class Tracker:
                 return runs
 
     def _children(self) -> dict[str, Child]:
+        """The parent's child runs, one search for all. A FINISHED child has every step; for any other the steps
+        tag may lag its metrics (MLflow's SQL store commits a log_batch's metrics and its tags separately, so a
+        kill can fall between), and the logged steps are read from its metric history: one call per child that
+        was being written when a command stopped, none on a rerun of a finished sweep."""
         children = {}
         for run in self._search(f"tags.`mlflow.parentRunId` = '{self.parent_id}'"):
-            tags = run.data.tags
+            tags, finished = run.data.tags, run.info.status == "FINISHED"
             key = study_key(int(tags[PROMPT_TAG]), tags[ARM_TAG])
-            children[key] = Child(run.info.run_id, int(tags.get(STEPS_TAG, 0)), run.info.status == "FINISHED",
-                                  "final.composite" in run.data.metrics)
+            steps = int(tags.get(STEPS_TAG, 0)) if finished else self._logged_steps(run.info.run_id)
+            children[key] = Child(run.info.run_id, steps, finished, "final.composite" in run.data.metrics)
         return children
+
+    def _logged_steps(self, run_id: str) -> int:
+        """1 + the last trial whose metrics are in the store (a trial's metrics are written in one call)."""
+        history = self.client.get_metric_history(run_id, "objective")
+        return 1 + max(m.step for m in history) if history else 0
 
     def log_config(self, params: Mapping[str, object]) -> None:
         existing = self.client.get_run(self.parent_id).data.params
@@ -144,12 +153,17 @@ class Tracker:
         new = [r for r in sorted(rows, key=lambda r: int(r["trial"])) if int(r["trial"]) >= child.steps]
         if new:
             now = int(time.time() * 1000)
-            metrics = [Metric(k, float(v), now, int(row["trial"])) for row in new
-                       for k, v in {**{m: row[m] for m in TRIAL_METRICS}, **trial_params(row)}.items()]
+            per_trial = [[Metric(k, float(v), now, int(row["trial"]))
+                          for k, v in {**{m: row[m] for m in TRIAL_METRICS}, **trial_params(row)}.items()]
+                         for row in new]
+            # Whole trials per call: a call's metrics are committed together, so a trial is in the store whole
+            # or not at all (what _logged_steps relies on).
+            per_call = max(1, BATCH_LIMIT // len(per_trial[0]))
             steps = int(new[-1]["trial"]) + 1
-            for start in range(0, len(metrics), BATCH_LIMIT):
-                last = start + BATCH_LIMIT >= len(metrics)
-                self.client.log_batch(child.run_id, metrics=metrics[start:start + BATCH_LIMIT],
+            for start in range(0, len(per_trial), per_call):
+                last = start + per_call >= len(per_trial)
+                self.client.log_batch(child.run_id, metrics=[m for trial in per_trial[start:start + per_call]
+                                                             for m in trial],
                                       tags=[RunTag(STEPS_TAG, str(steps))] if last else [])
             child.steps = steps
         if child.steps >= budget and not child.finished:

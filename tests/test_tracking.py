@@ -68,6 +68,38 @@ def test_a_study_topped_up_after_a_resume_gets_only_its_missing_steps(tmp_path):
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "objective")) == [0, 1, 2]
 
 
+def test_a_study_whose_steps_tag_lags_its_metrics_is_not_logged_twice(tmp_path):
+    """A kill between the commit of a log_batch's metrics and that of its tags (MLflow's SQL store makes them two)
+    leaves a child whose steps tag says 0; the resume reads its metric history instead of logging again."""
+    from mlflow.entities import Metric
+
+    store, run_dir = tmp_path / "mlflow.db", tmp_path / "run"
+    first = tracker(store, run_dir)
+    child = first._child("0/full")
+    first.client.log_batch(child.run_id, metrics=[Metric("objective", r["objective"], 0, r["trial"])
+                                                  for r in rows(0, "full")])  # metrics in, the tag never written
+    again = tracker(store, run_dir)
+    assert again.children["0/full"].steps == BUDGET
+    again.sync_trials(rows(0, "full"), {"0/full": BUDGET})
+    client = MlflowClient(f"sqlite:///{store}")
+    run = client.get_run(child.run_id)
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(child.run_id, "objective")] == [0, 1, 2]
+
+
+def test_metrics_are_sent_in_whole_trials(tmp_path, monkeypatch):
+    import sweep.tracking
+
+    monkeypatch.setattr(sweep.tracking, "BATCH_LIMIT", 10)  # 6 metrics per trial: one trial per call
+    track = tracker(tmp_path / "mlflow.db", tmp_path / "run")
+    calls: list[list[int]] = []
+    original = MlflowClient.log_batch
+    monkeypatch.setattr(MlflowClient, "log_batch", lambda self, run_id, metrics=(), **k: (
+        calls.append(sorted({m.step for m in metrics})), original(self, run_id, metrics=metrics, **k))[1])
+    track.log_study("0/full", rows(0, "full"), BUDGET)
+    assert calls == [[0], [1], [2]]
+
+
 @pytest.mark.parametrize("ok", [True, False])
 def test_no_run_is_left_running_after_a_command(tmp_path, ok):
     store = tmp_path / "mlflow.db"

@@ -241,6 +241,12 @@ def on_replicas(replicas: list, calls: Sequence[tuple[str, tuple]], progress: Pr
     return results
 
 
+def num_layers(replicas: list) -> int:
+    """The steered model's decoder layers, from whichever replica answers."""
+    (layers,) = on_replicas(replicas, [("num_layers", ())])
+    return layers
+
+
 def steer_settings(cfg: SweepConfig, run: RunDir, vectors_file: str) -> SteerSettings:
     return SteerSettings(
         run_root=str(run.root), vectors_file=vectors_file, max_new_tokens=cfg.generation.max_new_tokens,

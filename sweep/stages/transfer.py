@@ -16,13 +16,12 @@ import random
 import statistics
 from collections.abc import Sequence
 
-
 from .. import prompts
 from ..evaluate import Answer, grade_answers
 from ..messages import SteerRequest
 from ..progress import Progress
 from ..rundir import SCHEMAS, read_rows, write_table
-from ..session import Session, fan_out, on_replicas, steer_settings
+from ..session import Session, fan_out, num_layers, on_replicas, steer_settings
 from ..tuning import trial_params
 from ..weights import layer_weights, segment_bounds
 from .vectors import save_tensors
@@ -68,9 +67,9 @@ def _steer_held(session: Session, selected: dict[int, dict], tuned: list[int],
         own = fan_out(replicas, "generate", [prompts.steered(q) for q in questions], progress,
                       cfg.generation.max_new_tokens, chat)
         question_vectors = fan_out(replicas, "reference_vectors", [(q, None) for q in questions], progress, chat, sink)
-        self_vectors = fan_out(replicas, "reference_vectors", [(q, a if a.strip() else None)
-                                                               for q, a in zip(questions, own)], progress, chat, sink)
-    silent = sum(not a.strip() for a in own)
+        answered = [a if a.strip() else None for a in own]
+        self_vectors = fan_out(replicas, "reference_vectors", list(zip(questions, answered)), progress, chat, sink)
+    silent = answered.count(None)
     if silent:
         print(f"transfer: {silent} of {len(held)} held-out prompts got an empty answer of the model's own; "
               "their self vector is their question-only vector", flush=True)
@@ -78,14 +77,14 @@ def _steer_held(session: Session, selected: dict[int, dict], tuned: list[int],
     named = {**gold, **{f"question/{p}": v for p, v in zip(held, question_vectors)},
              **{f"self/{p}": v for p, v in zip(held, self_vectors)}}
     save_tensors(run.root / "vectors_transfer.safetensors", named)
-    (num_layers,) = on_replicas(replicas, [("num_layers", ())])
-    segments = segment_bounds(num_layers, list(cfg.steering.segment_starts))
+    layers = num_layers(replicas)
+    segments = segment_bounds(layers, list(cfg.steering.segment_starts))
     best = read_rows(run.table("best"))
     jobs: list[tuple[str, str, int, SteerRequest]] = []
     for setting, prefix in SETTINGS.items():
         for method in cfg.search.methods:
             weights = median_weights([b for b in best if b["method"] == method and b["prompt_id"] in tuned])
-            alpha, gamma = layer_weights(weights, num_layers, segments)
+            alpha, gamma = layer_weights(weights, layers, segments)
             jobs += [(setting, method, p, SteerRequest(p, f"{prefix}/{p}", alpha, gamma)) for p in held]
     settings = steer_settings(cfg, run, "vectors_transfer.safetensors")
     batches = [jobs[i:i + cfg.cluster.max_batch] for i in range(0, len(jobs), cfg.cluster.max_batch)]

@@ -21,7 +21,7 @@ from ..config import SweepConfig
 from ..errors import SweepError
 from ..progress import Progress
 from ..rundir import SCHEMAS, RunDir, read_rows, write_table, write_text_atomic
-from ..session import Session, on_replicas, steer_settings
+from ..session import Session, num_layers, steer_settings
 from ..tracking import LiveLogger
 from ..tuning import (Payload, StudySettings, budget, finished, latest_payloads, parse_key, run_shard, shard_file,
                       study_key, write_payloads)
@@ -48,19 +48,14 @@ class ShardProgress(tune.Callback):
 
 def study_settings(session: Session, mismatch: dict[int, int]) -> StudySettings:
     cfg, run = session.cfg, session.run
-    num_layers = _num_layers(session)
+    layers = num_layers(session.replicas)
     return StudySettings(
         trials=cfg.search.trials, seed=cfg.seed, alpha=(cfg.search.alpha_low, cfg.search.alpha_high),
-        gamma=(cfg.search.gamma_low, cfg.search.gamma_high), num_layers=num_layers,
-        segments=segment_bounds(num_layers, list(cfg.steering.segment_starts)),
+        gamma=(cfg.search.gamma_low, cfg.search.gamma_high), num_layers=layers,
+        segments=segment_bounds(layers, list(cfg.steering.segment_starts)),
         steer=steer_settings(cfg, run, run.vectors.name), call_timeout_s=cfg.cluster.call_timeout_s,
         in_flight=cfg.search.in_flight, objective=cfg.scoring.objective, state_dir=str(run.tune_state),
         mismatch=mismatch)
-
-
-def _num_layers(session: Session) -> int:
-    (num_layers,) = on_replicas(session.replicas, [("num_layers", ())])
-    return num_layers
 
 
 def mismatch_map(cfg: SweepConfig, prompt_ids: list[int]) -> dict[int, int]:

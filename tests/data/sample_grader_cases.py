@@ -5,6 +5,7 @@ Sources:
 - paper_full / paper_segmented: their steered outputs (mistral_grader_results_{full,segmented}.csv)
 - smollm2: this project's SmolLM2 outputs from run directories (trials.parquet: every arm, loops included;
   prompts.parquet: the baseline arm)
+Each source is a uniform seeded draw, plus a small seeded stratum of likely-right rows (see PAPER_ENRICHED).
 
 The paper CSVs' gold answers were mangled by a spreadsheet ("5-Feb-11", "8-Jan" for "January 2008"), so the
 gold of every paper row is the official SimpleQA answer, joined on the question text; the paper's own string is
@@ -28,6 +29,11 @@ SIMPLEQA_CSV = Path("/work/shared/data/simpleqa/simple_qa_test_set.csv")
 PAPER_COUNTS = {"paper_baseline": 70, "paper_full": 45, "paper_segmented": 45}
 SMOLLM2_PER_ARM = 11
 SMOLLM2_LOOPS_PER_ARM = 3  # degenerate (repetition >= 0.5) rows wanted in each arm's share, where it has them
+# Uniform draws hold few right answers (Gemma-2-2B and SmolLM2 rarely know these facts), so a second, seeded
+# stratum adds rows likely to hold the gold: steered paper rows the paper's judge scored >= 4, and SmolLM2
+# trials whose gold-token overlap is >= 0.5 (also where a grader is most tempted to say CORRECT wrongly).
+PAPER_ENRICHED = {"paper_full": 10, "paper_segmented": 10}
+SMOLLM2_ENRICHED = 12
 COLUMNS = ["case_id", "source", "arm", "question", "gold", "response", "label", "hedged", "labelled_by", "why",
            "disputed", "paper_gold"]
 
@@ -46,17 +52,21 @@ def paper_frame(source: str, paper_dir: Path) -> pd.DataFrame:
     else:
         arm = source.removeprefix("paper_")
         raw = pd.read_csv(paper_dir / f"mistral_grader_results_{arm}.csv")
-        frame = raw.rename(columns={"target": "paper_gold", "predicted": "response"})
+        frame = raw.rename(columns={"target": "paper_gold", "predicted": "response", "score": "judge_score"})
         frame["arm"] = arm
     frame["row"] = range(len(frame))
-    return frame[["row", "arm", "question", "paper_gold", "response"]]
+    return frame.reindex(columns=["row", "arm", "question", "paper_gold", "response", "judge_score"])
 
 
 def paper_cases(paper_dir: Path, answers: dict[str, str], seed: int) -> pd.DataFrame:
     parts = []
     for offset, (source, count) in enumerate(PAPER_COUNTS.items()):
         frame = paper_frame(source, paper_dir).dropna(subset=["response"])
-        drawn = frame.sample(n=count, random_state=seed + offset).sort_values("row")
+        drawn = frame.sample(n=count, random_state=seed + offset)
+        if source in PAPER_ENRICHED:
+            likely_right = frame[(frame["judge_score"] >= 4) & ~frame.index.isin(drawn.index)]
+            drawn = pd.concat([drawn, likely_right.sample(n=PAPER_ENRICHED[source], random_state=seed + offset)])
+        drawn = drawn.sort_values("row")
         missing = set(drawn["question"]) - set(answers)
         if missing:
             raise ValueError(f"{source}: questions not in the SimpleQA CSV: {sorted(missing)[:3]}")
@@ -84,9 +94,10 @@ def smollm2_cases(run_dir: Path, seed: int) -> pd.DataFrame:
     baseline = prompts.assign(method="baseline", trial=0, text=prompts["baseline_text"], repetition=0.0)
     pool = pd.concat([baseline, trials.merge(prompts[["prompt_id", "question", "answer"]], on="prompt_id")])
     pool = pool.dropna(subset=["text"]).reset_index(drop=True)
-    drawn = pd.concat(
-        smollm2_arm_sample(rows, seed) for _, rows in pool.groupby("method", sort=True)
-    ).sort_values(["method", "prompt_id", "trial"])
+    drawn = pd.concat(smollm2_arm_sample(rows, seed) for _, rows in pool.groupby("method", sort=True))
+    high_overlap = pool[(pool["overlap"] >= 0.5) & ~pool.index.isin(drawn.index)]
+    drawn = pd.concat([drawn, high_overlap.sample(n=min(SMOLLM2_ENRICHED, len(high_overlap)), random_state=seed)])
+    drawn = drawn.sort_values(["method", "prompt_id", "trial"])
     run = run_dir.name
     return pd.DataFrame({
         "case_id": [f"smollm2-{run}-{m}-{p}-{t}" for m, p, t in zip(drawn["method"], drawn["prompt_id"],

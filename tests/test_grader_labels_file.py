@@ -1,0 +1,77 @@
+"""Integrity of the grader's labelled set (tests/data/grader_labels.csv); agreement is tested elsewhere."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+LABELS_CSV = Path(__file__).parent / "data" / "grader_labels.csv"
+COLUMNS = ["case_id", "source", "arm", "question", "gold", "response", "label", "hedged", "labelled_by", "why",
+           "disputed"]
+REAL_SOURCES = {"paper_baseline", "paper_full", "paper_segmented", "smollm2"}
+PAPER_ARMS = {"paper_baseline": "baseline", "paper_full": "full", "paper_segmented": "segmented"}
+LABELS = {"CORRECT", "INCORRECT", "NOT_ATTEMPTED"}
+BOOLEANS = {"true", "false"}
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict[str, str]]:
+    with LABELS_CSV.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == COLUMNS
+        return list(reader)
+
+
+def test_sizes(rows: list[dict[str, str]]) -> None:
+    real = [row for row in rows if row["source"] in REAL_SOURCES]
+    written = [row for row in rows if row["source"] == "written"]
+    assert len(rows) >= 300
+    assert len(real) >= 200
+    assert len(written) <= 110
+
+
+def test_every_row_is_well_formed(rows: list[dict[str, str]]) -> None:
+    for row in rows:
+        where = row["case_id"]
+        assert row["source"] in REAL_SOURCES | {"written"}, where
+        assert row["label"] in LABELS, where
+        assert row["hedged"] in BOOLEANS and row["disputed"] in BOOLEANS, where
+        assert row["hedged"] == "false" or row["label"] == "CORRECT", f"{where}: only a CORRECT answer is hedged"
+        assert (row["disputed"] == "true") == ("Disputed:" in row["why"]), f"{where}: a disputed case says why"
+        for column in ("question", "gold", "response", "labelled_by", "why", "arm"):
+            assert row[column].strip(), f"{where}: empty {column}"
+
+
+def test_case_ids_are_unique(rows: list[dict[str, str]]) -> None:
+    ids = [row["case_id"] for row in rows]
+    assert len(ids) == len(set(ids))
+
+
+def test_arms_match_sources(rows: list[dict[str, str]]) -> None:
+    for row in rows:
+        if row["source"] == "written":
+            assert row["arm"] == "-", row["case_id"]
+        elif row["source"] in PAPER_ARMS:
+            assert row["arm"] == PAPER_ARMS[row["source"]], row["case_id"]
+    smollm2_arms = {row["arm"] for row in rows if row["source"] == "smollm2"}
+    assert {"baseline", "prompt_only", "full", "segmented"} <= smollm2_arms
+
+
+def test_every_label_is_represented_in_real_and_written(rows: list[dict[str, str]]) -> None:
+    for group in (REAL_SOURCES, {"written"}):
+        assert {row["label"] for row in rows if row["source"] in group} == LABELS
+
+
+def test_paper_golds_are_not_spreadsheet_dates(rows: list[dict[str, str]]) -> None:
+    mangled = [row["case_id"] for row in rows
+               if row["source"] in PAPER_ARMS and _looks_like_spreadsheet_date(row["gold"])]
+    assert not mangled
+
+
+def _looks_like_spreadsheet_date(text: str) -> bool:
+    """'5-Feb-11', '8-Jan', 'Apr-98': what the spreadsheet made of dates such as 5 February 2011."""
+    parts = text.split("-")
+    months = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+    return 2 <= len(parts) <= 3 and any(part in months for part in parts)

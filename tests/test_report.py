@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis.family import declared_family, min_detectable_gain, power_line, steerability
-from analysis.report import by_arm, headline, write_report
+from analysis.report import by_arm, headline, summary_metrics, write_report
 from analysis.stats import holm
 from sweep.config import compose, to_yaml
 from sweep.rundir import SCHEMAS, RunDir, write_table
@@ -187,6 +187,9 @@ def test_report_with_new_arms_and_shift_norms(new_run) -> None:
     assert "full (oracle) 25% (33%)" in lines[0] and "in_context (oracle) 50% (50%)" in lines[0]
     assert lines[1].startswith("mean gold overlap: baseline 0.21")
     assert "of 20 tests Holm-significant" in lines[2]
+    metrics = summary_metrics(run)
+    assert metrics["oracle.full.correct_non_degenerate"] == pytest.approx(3 / N)
+    assert metrics["oracle.full.simpleqa_correct"] == pytest.approx(4 / N) and "oracle.sampled.overlap_mean" in metrics
 
 
 def test_http_judge_scores_are_not_labelled_grade_derived(tmp_path) -> None:

@@ -33,7 +33,7 @@ def _save(fig, path: Path, title: str, caption: str) -> Figure:  # noqa: ANN001 
     return Figure(path, title, caption)
 
 
-def share_bars(shares: Mapping[str, Mapping[str, Interval]], path: Path) -> Figure:
+def share_bars(shares: Mapping[str, Mapping[str, Interval]], path: Path, grade_derived: bool) -> Figure:
     """shares: metric -> {arm: interval}; bars at the estimate, whiskers at the 95% Wilson interval."""
     metrics = list(shares)
     arms = list(next(iter(shares.values())))
@@ -50,7 +50,8 @@ def share_bars(shares: Mapping[str, Mapping[str, Interval]], path: Path) -> Figu
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path, "Shares of prompts per arm",
                  "Bars: share of prompts; whiskers: 95% Wilson intervals. Oracle arms keep their best of k trials "
-                 "against the gold answer.")
+                 "against the gold answer." + (" Accurate is grade-derived: the composite holds the rule-based judge's "
+                                               "grade." if grade_derived else ""))
 
 
 def composite_boxes(composites: Mapping[str, Sequence[float]], path: Path, grade_derived: bool) -> Figure:

@@ -71,7 +71,8 @@ def write_report(run: RunDir, cfg: SweepConfig) -> None:
                                   len(arms[BASELINE]))
     figures = [
         plots.share_bars({INTERVAL_ROWS[k][0]: {labels[a]: intervals[a][k] for a in arms}
-                          for k in ("simpleqa_correct", "accuracy_fluent", "degenerate")}, run.plots / "shares.png"),
+                          for k in ("simpleqa_correct", "accuracy_fluent", "degenerate")}, run.plots / "shares.png",
+                         grade_derived),
         plots.composite_boxes({labels[a]: g["composite"].tolist() for a, g in arms.items()}, run.plots / "composite.png",
                               grade_derived),
         plots.judge_scores({labels[a]: g["judge_score"].tolist() for a, g in arms.items()},
@@ -182,6 +183,7 @@ def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], inte
 
 
 def _degenerate_section(arms: dict[str, pd.DataFrame], cfg: SweepConfig) -> str:
+    mark = sections.dagger(cfg.judge.kind == "exact")  # accurate is composite >= 0.6
     objective = (f"The `fluent` objective subtracts {REPETITION_WEIGHT} x repetition from the paper's, so the search "
                  "itself steers away from loops." if cfg.scoring.objective == "fluent" else
                  "The `paper` objective rewards low perplexity, which loops have: `scoring.objective=fluent` "
@@ -189,7 +191,8 @@ def _degenerate_section(arms: dict[str, pd.DataFrame], cfg: SweepConfig) -> str:
     lines = [f"An output with repetition >= {DEGENERATE_REPETITION} (the larger of its share of repeated 4-grams and "
              "of words repeating the phrase just before them) is degenerate and never counts as accurate. "
              f"{objective}", "",
-             "| arm | degenerate | accurate, paper's rule | accurate, degenerate excluded | mean repetition | mean distinct-2 |",
+             f"| arm | degenerate | accurate{mark}, paper's rule | accurate{mark}, degenerate excluded | mean repetition | "
+             "mean distinct-2 |",
              "|---|---|---|---|---|---|"]
     for arm, g in arms.items():
         lines.append(f"| {label(arm)} | {int(g['degenerate'].sum())} of {len(g)} | {int(g['accurate_paper'].sum())} | "

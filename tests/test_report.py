@@ -163,7 +163,7 @@ def test_report_without_new_arms_opens_with_the_figure(old_run) -> None:
     # Strengths: full's best trials are trial 2, alpha 0.5 + 0.01 p, gamma 0.3: median alpha*gamma 0.1665.
     assert "| full (oracle) | 0.167 [" in report
     # Grade-derived labels under the exact judge.
-    assert "composite mean† [95% CI]" in report and "| judge score >= 4† |" in report
+    assert "composite mean† [95% CI]" in report and "| judge score >= 4† |" in report and "| accurate†, paper's rule" in report
     assert "† grade-derived: with the rule-based `exact` judge" in report
     assert "overlap: change vs prompt_only [95% CI]" in report
     html = run.report_html.read_text()
@@ -198,3 +198,12 @@ def test_http_judge_scores_are_not_labelled_grade_derived(tmp_path) -> None:
     write_report(run, cfg)
     report = run.report.read_text()
     assert "†" not in report and "Its 1-5 score is the judge's own, on the paper's rubric" in report
+
+
+def test_compare_notes_grade_derived_accuracy(tmp_path) -> None:
+    from analysis.compare import compare_table
+
+    dirs = [make_run(tmp_path / name, ARMS)[0].root for name in ("a", "b")]
+    table = compare_table(dirs)
+    assert table.count("\n| a |") + table.count("\n| b |") == 2
+    assert "accuracy and the composite are grade-derived" in table

@@ -134,6 +134,10 @@ def family_forest(tests: Sequence, arms: Mapping[str, tuple[Interval, Interval]]
             ax.errorbar(t.difference * scale, y, xerr=[[(t.difference - t.interval.low) * scale],
                                                         [(t.interval.high - t.difference) * scale]],
                         fmt="o", color=colour, mfc=colour if t.significant else "white", capsize=3)
+        if not rows:
+            ax.text(0.5, 0.5, "no method and reference\npair in this run", ha="center", va="center", fontsize=9)
+            ax.set_axis_off()
+            continue
         ax.axvline(0, color="grey", linewidth=1, linestyle="--")
         ax.set_yticks(range(len(rows)), rows if ax is axes[0] else [""] * len(rows), fontsize=8)
         ax.set_ylim(len(rows) - 0.5, -0.5)

@@ -207,3 +207,13 @@ def test_compare_notes_grade_derived_accuracy(tmp_path) -> None:
     table = compare_table(dirs)
     assert table.count("\n| a |") + table.count("\n| b |") == 2
     assert "accuracy and the composite are grade-derived" in table
+
+
+def test_report_without_references_or_held_out_prompts(tmp_path) -> None:
+    run, cfg = make_run(tmp_path / "bare", ["full"])  # controls=[]: nothing to pair the method with
+    write_table(run.table("transfer"), [], SCHEMAS["transfer"])
+    write_report(run, cfg)
+    report = run.report.read_text()
+    assert "No method and reference pair in this run." in report and "No `prompt_only` arm in this run" in report
+    assert "Too few prompts to hold any out." in report and (run.plots / "family.png").exists()
+    assert headline(run)[2].startswith("no method and reference were run together")

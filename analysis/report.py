@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from dataclasses import dataclass
 
 import markdown
 import pandas as pd
@@ -24,7 +25,7 @@ from sweep.rundir import RunDir, write_text_atomic
 from sweep.scoring import DEGENERATE_REPETITION, REPETITION_WEIGHT
 
 from . import plots, sections
-from .family import IN_CONTEXT, METHODS, SAMPLED, correct_flags, declared_family, min_detectable_gain
+from .family import IN_CONTEXT, METHODS, SAMPLED, FamilyTest, correct_flags, declared_family, min_detectable_gain
 from .stats import Interval, method_intervals
 from .tables import markdown_table, summarise
 
@@ -60,7 +61,7 @@ def write_report(run: RunDir, cfg: SweepConfig) -> None:
     arms = by_arm(run)
     intervals = _intervals(arms, cfg.seed)
     family = declared_family(arms, cfg.seed)
-    figures_by_arm = sections.arm_figures(arms, cfg.seed)
+    figures_by_arm = sections.arm_figures(arms, intervals)
     trials = pd.read_parquet(run.table("trials"))
     best = pd.read_parquet(run.table("best"))
     run.plots.mkdir(exist_ok=True)
@@ -83,11 +84,24 @@ def write_report(run: RunDir, cfg: SweepConfig) -> None:
     ]
     steer_figure = (plots.steerability_hist({labels[a]: s.changes for a, s in splits.items()},
                                             run.plots / "steerability.png") if splits else None)
-    body = {"opening": opening, "family": family, "figures": figures, "steerability": (steer_text, steer_figure),
-            "arm_figures": figures_by_arm, "best": best, "grade_derived": grade_derived}
-    text = _markdown(cfg, run, arms, intervals, body)
+    parts = Parts(opening, family, figures, steer_text, steer_figure, figures_by_arm, best, grade_derived)
+    text = _markdown(cfg, run, arms, intervals, parts)
     write_text_atomic(run.report, text)
     write_text_atomic(run.report_html, _html(text, run))
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the Markdown is assembled from, computed once by `write_report`."""
+
+    opening: plots.Figure
+    family: list[FamilyTest]
+    figures: list[plots.Figure]
+    steerability: str
+    steerability_figure: plots.Figure | None
+    arm_figures: dict[str, tuple[Interval, Interval]]
+    best: pd.DataFrame
+    grade_derived: bool
 
 
 def _figure(f: plots.Figure) -> str:
@@ -95,12 +109,12 @@ def _figure(f: plots.Figure) -> str:
 
 
 def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], intervals: dict[str, dict[str, Interval]],
-              body: dict) -> str:
+              body: Parts) -> str:
     n = len(arms[BASELINE])
     dataset = json.loads(run.dataset.read_text())
-    grade_derived = body["grade_derived"]
+    grade_derived = body.grade_derived
     mark = sections.dagger(grade_derived)
-    steer_text, steer_figure = body["steerability"]
+    steer_text, steer_figure = body.steerability, body.steerability_figure
     lines = [
         f"# Fusion Steering run: {run.root.name}", "",
         f"Model `{cfg.model.name}` ({cfg.model.quantization}); {n} prompts whose baseline was graded "
@@ -111,7 +125,7 @@ def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], inte
         f"{'cached' if cfg.steering.cache else 'faithful'} mode, chat template "
         f"{'on' if cfg.prompt.chat_template else 'off'}; overlap on "
         f"{'prompt + continuation (paper)' if cfg.scoring.include_prompt else 'the continuation'}.", "",
-        _figure(body["opening"]),
+        _figure(body.opening),
         "**Oracle selection, as in the paper:** every arm marked (oracle) keeps, per prompt, the best of "
         f"{cfg.search.trials} trials by an objective that scores overlap with the gold answer (`in_context`: the gold "
         "text in the prompt), and `full` / `segmented` also steer toward a vector built from it: these columns are "
@@ -123,7 +137,7 @@ def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], inte
         "## Headline: each arm", "",
         "CORRECT counts only non-degenerate outputs (the raw count beside it); mean gold overlap is the per-prompt "
         "`overlap` the objective uses. Shares: Wilson intervals; means: percentile bootstrap.", "",
-        sections.arm_table(arms, body["arm_figures"], {a: intervals[a]["composite_mean"] for a in arms}, grade_derived),
+        sections.arm_table(arms, body.arm_figures, {a: intervals[a]["composite_mean"] for a in arms}, grade_derived),
         "", *([sections.GRADE_DERIVED, ""] if grade_derived else []),
         "## The declared family: each method against each reference", "",
         "Declared before the run: each method against `prompt_only`, its `-random` and `-mismatched` controls, "
@@ -131,7 +145,7 @@ def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], inte
         "change in points with Newcombe's interval; resolution 2^(1-D) with D discordant prompts) and mean gold "
         "overlap (sign-flip permutation test: exact up to 20 prompts, else 100,000 seeded flips; BCa interval; "
         "d_z). Holm adjusts these p-values together and nothing else. Changes read method - reference.", "",
-        sections.family_table(body["family"], n) if body["family"] else "No method and reference pair in this run.", "",
+        sections.family_table(body.family, n) if body.family else "No method and reference pair in this run.", "",
         "### Against the baseline", "", sections.baseline_rows(arms), "",
         "## Per-prompt steerability", "",
         "Per prompt, whether the arm's best output's gold overlap is above, equal to or below `prompt_only`'s.", "",
@@ -139,7 +153,7 @@ def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], inte
         "## Best trials' strengths", "",
         "The hook adds alpha * (x + gamma * (v - mu)) + (1 - alpha) * x = x + alpha * gamma * (v - mu), so "
         "alpha * gamma is the strength that acts: median [quartiles] over prompts of each best trial's.", "",
-        sections.strengths_table(body["best"]), "",
+        sections.strengths_table(body.best), "",
     ]
     norms = run.root / "shift_norms.parquet"
     if norms.exists():
@@ -173,7 +187,7 @@ def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], inte
         m = simpleqa_metrics(g["grade"].tolist())
         lines.append(f"| {label(arm)} | {m.n} | {m.correct:.1%} | {m.incorrect:.1%} | {m.not_attempted:.1%} | "
                      f"{m.accuracy_given_attempted:.1%} | {m.f1:.3f} |")
-    lines += ["", "## Figures", "", *(_figure(f) for f in body["figures"])]
+    lines += ["", "## Figures", "", *(_figure(f) for f in body.figures)]
     lines += ["## Oracle vs transfer (held-out prompts)", "",
               sections.transfer_table(pd.read_parquet(run.table("transfer")), arms, cfg.seed, grade_derived), "",
               "## Sample outputs", "", _samples(run, arms), "",

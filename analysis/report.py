@@ -146,14 +146,14 @@ def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], inte
         "overlap (sign-flip permutation test: exact up to 20 prompts, else 100,000 seeded flips; BCa interval; "
         "d_z). Holm adjusts these p-values together and nothing else. Changes read method - reference.", "",
         sections.family_table(body.family, n) if body.family else "No method and reference pair in this run.", "",
-        "### Against the baseline", "", sections.baseline_rows(arms), "",
+        "### Against the baseline", "", sections.baseline_rows(arms, list(cfg.data.keep_grades)), "",
         "## Per-prompt steerability", "",
         "Per prompt, whether the arm's best output's gold overlap is above, equal to or below `prompt_only`'s.", "",
         steer_text, "", *([_figure(steer_figure)] if steer_figure else []),
         "## Best trials' strengths", "",
         "The hook adds alpha * (x + gamma * (v - mu)) + (1 - alpha) * x = x + alpha * gamma * (v - mu), so "
         "alpha * gamma is the strength that acts: median [quartiles] over prompts of each best trial's.", "",
-        sections.strengths_table(body.best), "",
+        sections.strengths_table(body.best, list(arms)), "",
     ]
     norms = run.root / "shift_norms.parquet"
     if norms.exists():

@@ -16,8 +16,6 @@ SEGMENTS = ("early", "middle", "late")
 GRADE_DERIVED = ("† grade-derived: with the rule-based `exact` judge the 1-5 judge score is a function of the "
                  "SimpleQA grade (CORRECT 5, hedged 4, NOT_ATTEMPTED 2, INCORRECT 1), so the composite counts "
                  "CORRECT twice and rewards NOT_ATTEMPTED, and \"judge score >= 4\" is CORRECT again.")
-SELECTION_CAVEAT = ("Descriptive only, no test: prompts were kept because the baseline was INCORRECT, so every "
-                    "arm gains on the baseline by construction (regression to the mean).")
 
 
 def dagger(grade_derived: bool) -> str:
@@ -64,9 +62,11 @@ def family_table(tests: list[FamilyTest], n: int) -> str:
     return "\n".join(lines + ["", f"**Power.** {power_line(n, m)}"])
 
 
-def baseline_rows(arms: dict[str, pd.DataFrame]) -> str:
+def baseline_rows(arms: dict[str, pd.DataFrame], keep_grades: list[str]) -> str:
     """Each arm against the baseline, descriptive, with the selection caveat beside it."""
-    lines = [SELECTION_CAVEAT, "", "| baseline → arm | CORRECT, non-degenerate: gained / lost | mean gold overlap change |",
+    caveat = (f"Descriptive only, no test: prompts were kept because the baseline was graded {' or '.join(keep_grades)}, "
+              "so every arm gains on the baseline by construction (regression to the mean).")
+    lines = [caveat, "", "| baseline → arm | CORRECT, non-degenerate: gained / lost | mean gold overlap change |",
              "|---|---|---|"]
     for arm in (a for a in arms if a != BASELINE):
         base, other = paired_frames(arms, BASELINE, arm)
@@ -90,12 +90,13 @@ def steerability_table(arms: dict[str, pd.DataFrame]) -> tuple[str, dict[str, St
     return "\n".join(lines), {a: s for a, s in splits.items() if a in METHODS}
 
 
-def strengths_table(best: pd.DataFrame) -> str:
-    """Median [quartiles] of the best trials' alpha*gamma per segment (the shift added is alpha*gamma*(v - mu))."""
+def strengths_table(best: pd.DataFrame, order: list[str]) -> str:
+    """Median [quartiles] of the best trials' alpha*gamma per segment (the shift added is alpha*gamma*(v - mu)),
+    per arm in the report's `order`."""
     columns = ("all", *SEGMENTS)
     lines = ["| arm | " + " | ".join(f"alpha*gamma, {c}" for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for arm, rows in best.groupby("method", sort=False):
-        cells = []
+    for arm in (a for a in order if a in set(best["method"])):
+        rows, cells = best[best["method"] == arm], []
         for column in columns:
             strength = (rows[f"alpha_{column}"] * rows[f"gamma_{column}"]).dropna()
             q1, median, q3 = strength.quantile([0.25, 0.5, 0.75]) if len(strength) else (None,) * 3

@@ -156,7 +156,7 @@ def test_report_without_new_arms_opens_with_the_figure(old_run) -> None:
     assert "With n = 12 and m = 12 tests, a method must gain at least 9 prompts with none lost" in report
     assert "| full (oracle) vs prompt_only | CORRECT, non-degenerate | +25.0 [" in report
     assert "no detectable effect (needs >= 9 gained, none lost)" in report
-    assert "Descriptive only, no test: prompts were kept because the baseline was INCORRECT" in report
+    assert "Descriptive only, no test: prompts were kept because the baseline was graded INCORRECT, so" in report
     assert "| baseline → full (oracle) | 3 / 0 |" in report
     # Steerability: full's overlap is above prompt_only's on 11 prompts and below on one.
     assert "| full (oracle) | 92% (11) | 0% (0) | 8% (1) |" in report

@@ -145,7 +145,7 @@ def transfer_table(transfer: pd.DataFrame, arms: dict[str, pd.DataFrame], seed: 
         if name != label(reference):
             change = paired_scores(base, g["overlap"].tolist(), seed=seed)
             cells = [f"{change.difference:+.3f} [{change.interval.low:+.3f}, {change.interval.high:+.3f}]",
-                     f"{change.p_value:.3g}"]
+                     f"{change.p_value:.3g} (resolution {change.test.resolution:.2g})"]
         lines.append(f"| {name} | {correct.fmt(True)} | {bootstrap_interval(g['overlap'].tolist(), seed=seed).fmt(False)} "
                      f"| {cells[0]} | {cells[1]} | {g['composite'].mean():.2f} |")
     return "\n".join(lines)

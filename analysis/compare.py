@@ -42,6 +42,9 @@ def compare_table(dirs: list[Path]) -> str:
                          f"{s.composite_mean:.2f}")
         cells += [f"{best['objective'].mean():.3f}", f"{timings['seconds'].sum():.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(from_yaml(r.config.read_text()).judge.kind == "exact" for r in runs):
+        lines += ["", "With the rule-based `exact` judge, accuracy and the composite are grade-derived: its 1-5 score is "
+                  "a function of the SimpleQA grade."]
     return "\n".join(lines)
 
 

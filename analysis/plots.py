@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 
 matplotlib.use("Agg")  # files only; no display on cluster nodes or CI
@@ -32,7 +33,7 @@ def _save(fig, path: Path, title: str, caption: str) -> Figure:  # noqa: ANN001 
     return Figure(path, title, caption)
 
 
-def share_bars(shares: Mapping[str, Mapping[str, Interval]], path: Path) -> Figure:
+def share_bars(shares: Mapping[str, Mapping[str, Interval]], path: Path, grade_derived: bool) -> Figure:
     """shares: metric -> {arm: interval}; bars at the estimate, whiskers at the 95% Wilson interval."""
     metrics = list(shares)
     arms = list(next(iter(shares.values())))
@@ -49,17 +50,19 @@ def share_bars(shares: Mapping[str, Mapping[str, Interval]], path: Path) -> Figu
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path, "Shares of prompts per arm",
                  "Bars: share of prompts; whiskers: 95% Wilson intervals. Oracle arms keep their best of k trials "
-                 "against the gold answer.")
+                 "against the gold answer." + (" Accurate is grade-derived: the composite holds the rule-based judge's "
+                                               "grade." if grade_derived else ""))
 
 
-def composite_boxes(composites: Mapping[str, Sequence[float]], path: Path) -> Figure:
+def composite_boxes(composites: Mapping[str, Sequence[float]], path: Path, grade_derived: bool) -> Figure:
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.boxplot(list(composites.values()), tick_labels=list(composites))
     ax.axhline(0.6, linestyle="--", color="grey", linewidth=1)
     ax.set_ylabel("composite")
     ax.tick_params(axis="x", labelrotation=30, labelsize=7)
     return _save(fig, path, "Composite score per prompt",
-                 "Composite = 0.5 overlap + 0.5 judge score / 5, one point per prompt; dashed: the 0.6 accuracy bar.")
+                 "Composite = 0.5 overlap + 0.5 judge score / 5, one point per prompt; dashed: the 0.6 accuracy bar."
+                 + (" Grade-derived: the rule-based judge's score is a function of the grade." if grade_derived else ""))
 
 
 def judge_scores(scores: Mapping[str, Sequence[int]], path: Path, judge: str) -> Figure:
@@ -73,7 +76,9 @@ def judge_scores(scores: Mapping[str, Sequence[int]], path: Path, judge: str) ->
     ax.set_xlabel("judge score")
     ax.set_ylabel("prompts")
     ax.legend(fontsize=7, ncol=2)
-    return _save(fig, path, "Judge scores (1-5)", f"How many prompts got each 1-5 score from the `{judge}` judge, per arm.")
+    note = " (grade-derived: 5 CORRECT, 4 hedged, 2 NOT_ATTEMPTED, 1 INCORRECT)" if judge == "exact" else ""
+    return _save(fig, path, "Judge scores (1-5)", f"How many prompts got each 1-5 score from the `{judge}` judge{note}, "
+                 "per arm.")
 
 
 def best_weights(best: pd.DataFrame, path: Path) -> Figure:
@@ -110,3 +115,63 @@ def objective_by_trial(trials: pd.DataFrame, path: Path, objective: str) -> Figu
     ax.legend(fontsize=6, ncol=2)
     return _save(fig, path, "Objective by trial",
                  "Mean over prompts of each trial's objective (solid) and of the best so far (dashed), per tuned arm.")
+
+
+def family_forest(tests: Sequence, arms: Mapping[str, tuple[Interval, Interval]], path: Path, n: int) -> Figure:
+    """The report's opening figure: the declared family's paired differences (`analysis.family.FamilyTest`s)
+    with their 95% intervals, CORRECT in points and overlap apart, beside each arm's CORRECT share and mean
+    gold overlap (arms: label -> (CORRECT interval, overlap interval)). Filled markers: Holm-adjusted p < 0.05."""
+    rows = list(dict.fromkeys(f"{t.method} vs {t.reference}" for t in tests))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 1.4 + 0.38 * max(len(rows), len(arms), 3)),
+                             gridspec_kw={"width_ratios": [1.4, 1.4, 1, 1]})
+    scales = {"correct": 100.0, "overlap": 1.0}
+    for ax, (outcome, xlabel) in zip(axes[:2], (("correct", "CORRECT change, points"),
+                                                 ("overlap", "mean gold overlap change"))):
+        for t in (t for t in tests if t.outcome == outcome):
+            y = rows.index(f"{t.method} vs {t.reference}")
+            scale = scales[outcome]
+            colour = "tab:blue" if t.method == "full" else "tab:orange"
+            ax.errorbar(t.difference * scale, y, xerr=[[(t.difference - t.interval.low) * scale],
+                                                        [(t.interval.high - t.difference) * scale]],
+                        fmt="o", color=colour, mfc=colour if t.significant else "white", capsize=3)
+        if not rows:
+            ax.text(0.5, 0.5, "no method and reference\npair in this run", ha="center", va="center", fontsize=9)
+            ax.set_axis_off()
+            continue
+        ax.axvline(0, color="grey", linewidth=1, linestyle="--")
+        ax.set_yticks(range(len(rows)), rows if ax is axes[0] else [""] * len(rows), fontsize=8)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_xlabel(xlabel, fontsize=8)
+    names = list(arms)
+    for ax, index, scale, xlabel in ((axes[2], 0, 100.0, "CORRECT, non-degenerate, %"),
+                                     (axes[3], 1, 1.0, "mean gold overlap")):
+        values = [arms[a][index] for a in names]
+        ax.errorbar([v.estimate * scale for v in values], range(len(names)), fmt="s", color="black", capsize=3,
+                    xerr=[[(v.estimate - v.low) * scale for v in values], [(v.high - v.estimate) * scale for v in values]])
+        ax.set_yticks(range(len(names)), names if ax is axes[2] else [""] * len(names), fontsize=8)
+        ax.set_ylim(len(names) - 0.5, -0.5)
+        ax.set_xlabel(xlabel, fontsize=8)
+    for ax, title in zip(axes, ("method - reference: CORRECT", "method - reference: overlap",
+                                f"each arm (n = {n}): CORRECT", "each arm: overlap")):
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path, "The declared family at a glance",
+                 "Left: each method minus each reference on the same prompts, 95% intervals (Newcombe for CORRECT, "
+                 "BCa for overlap); filled: Holm-adjusted p < 0.05 over the family. Right: each arm, Wilson and "
+                 "bootstrap intervals. Oracle arms keep their best of k against the gold answer.")
+
+
+def steerability_hist(changes: Mapping[str, Sequence[float]], path: Path) -> Figure:
+    """Histogram of the per-prompt change in overlap against prompt_only, per method."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    values = [v for series in changes.values() for v in series]
+    edges = np.linspace(min(values + [-0.05]), max(values + [0.05]), 21)
+    ax.hist(list(changes.values()), bins=edges, label=list(changes))
+    ax.axvline(0, color="grey", linewidth=1, linestyle="--")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("overlap: best output - prompt_only's, per prompt")
+    ax.set_ylabel("prompts")
+    ax.legend(fontsize=7)
+    return _save(fig, path, "Per-prompt steerability",
+                 "How far each prompt's gold overlap moved from prompt_only's; left of the dashed line: the method made "
+                 "that prompt worse.")

@@ -1,8 +1,10 @@
 """report.md and a self-contained report.html for a run directory, from its Parquet files alone.
 
-The headline compares each steered method with its controls on the same prompts (paired), the baseline beside
-them; every share has a Wilson interval, every mean a bootstrap interval, and the p-values of all paired tests
-in the report are Holm-adjusted together. Arms picked best-of-k against the gold answer say "oracle".
+It opens with one figure: the declared family (`analysis.family`: each method against each reference, on CORRECT
+among non-degenerate outputs and mean gold overlap, Holm over that family alone) beside each arm's figures;
+the tables follow. Every share has a Wilson interval, every mean a bootstrap interval; rows against the baseline
+are descriptive. Arms picked best-of-k against the gold answer say "oracle"; with the rule-based judge the
+composite and "judge score >= 4" are marked grade-derived.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ import markdown
 import pandas as pd
 from omegaconf import OmegaConf
 
-from sweep.arms import BASELINE, PROMPT_ONLY, arm_by_name, label, metric_prefix
-from sweep.config import SweepConfig
+from sweep.arms import BASELINE, PROMPT_ONLY, label, metric_prefix
+from sweep.config import SweepConfig, from_yaml
 from sweep.evaluate import simpleqa_metrics
 from sweep.rundir import RunDir, write_text_atomic
 from sweep.scoring import DEGENERATE_REPETITION, REPETITION_WEIGHT
 
-from . import plots
-from .stats import (Comparison, Interval, bootstrap_interval, holm, method_intervals, paired_bootstrap,
-                    paired_comparison, wilson_interval)
+from . import plots, sections
+from .family import IN_CONTEXT, METHODS, SAMPLED, FamilyTest, correct_flags, declared_family, min_detectable_gain
+from .stats import Interval, method_intervals
 from .tables import markdown_table, summarise
 
 INTERVAL_ROWS = {  # key of method_intervals -> (label, shown as a percentage)
@@ -33,15 +35,15 @@ INTERVAL_ROWS = {  # key of method_intervals -> (label, shown as a percentage)
     "overlap_ge_05": ("overlap >= 0.5", True), "judge_ge_4": ("judge score >= 4", True),
     "composite_mean": ("composite mean", False), "overlap_mean": ("overlap mean", False),
 }
+GRADE_DERIVED_ROWS = {"accuracy_fluent", "accuracy", "judge_ge_4", "composite_mean"}  # they contain the judge score
 SAMPLES = 20  # prompts shown in "Sample outputs"
 
 
 def arm_order(names: set[str]) -> list[str]:
-    """baseline, prompt_only, then each method followed by its controls."""
-    methods = sorted({arm_by_name(n).method for n in names if n not in (BASELINE, PROMPT_ONLY)} - {None},
-                     key=["full", "segmented"].index)
-    order = [BASELINE, PROMPT_ONLY] + [n for m in methods for n in (m, f"{m}-random", f"{m}-mismatched")]
-    return [n for n in order if n in names]
+    """baseline, prompt_only, the in_context and sampled oracles, then each method followed by its controls."""
+    order = [BASELINE, PROMPT_ONLY, IN_CONTEXT, SAMPLED]
+    order += [n for m in METHODS for n in (m, f"{m}-random", f"{m}-mismatched")]
+    return [n for n in order if n in names] + sorted(names - set(order))  # an arm new to the report comes last
 
 
 def by_arm(run: RunDir) -> dict[str, pd.DataFrame]:
@@ -54,85 +56,65 @@ def _intervals(arms: dict[str, pd.DataFrame], seed: int) -> dict[str, dict[str, 
                                 degenerate=g["degenerate"].tolist()) for a, g in arms.items()}
 
 
-@dataclass(frozen=True)
-class PairedRow:
-    before: str
-    after: str
-    correct: Comparison  # SimpleQA CORRECT (yes/no) and composite (score)
-    accurate: Comparison  # accurate, not degenerate (yes/no); its score part repeats the composite
-
-
-def comparisons(arms: dict[str, pd.DataFrame], seed: int) -> list[PairedRow]:
-    """The paired comparisons of a report: each method against its controls and the baseline, and the
-    prompt change alone (baseline -> prompt_only)."""
-    pairs = [(BASELINE, PROMPT_ONLY)]
-    for method in (m for m in ("full", "segmented") if m in arms):
-        pairs += [(PROMPT_ONLY, method), (f"{method}-random", method), (f"{method}-mismatched", method),
-                  (BASELINE, method)]
-    rows = []
-    for before, after in ((a, b) for a, b in pairs if a in arms and b in arms):
-        a, b = arms[before], arms[after].set_index("prompt_id").loc[arms[before]["prompt_id"]]
-        composite = (a["composite"].tolist(), b["composite"].tolist())
-        rows.append(PairedRow(
-            before, after,
-            paired_comparison((a["grade"] == "CORRECT").tolist(), (b["grade"] == "CORRECT").tolist(), *composite, seed),
-            paired_comparison(a["accurate"].tolist(), b["accurate"].tolist(), *composite, seed)))
-    return rows
-
-
-def _p(value: float) -> str:
-    return f"{value:.3g}"
-
-
-def _points(interval: Interval) -> str:
-    return f"{100 * interval.estimate:+.1f} [{100 * interval.low:+.1f}, {100 * interval.high:+.1f}]"
-
-
-def paired_table(rows: list[PairedRow]) -> str:
-    p_values = [p for r in rows for p in (r.correct.proportion.p_value, r.accurate.proportion.p_value,
-                                          r.correct.score.p_value)]
-    adjusted = iter(holm(p_values))
-    lines = ["| comparison (same prompts) | SimpleQA CORRECT: change, points [95% CI] | gained / lost | p (Holm) "
-             "| accurate: change, points [95% CI] | p (Holm) | composite: change [95% CI] | d_z | p (Holm) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        c, acc, s = r.correct.proportion, r.accurate.proportion, r.correct.score
-        lines.append(
-            f"| {label(r.before)} → {label(r.after)} | {_points(c.interval)} | {c.b01} / {c.b10} | "
-            f"{_p(c.p_value)} ({_p(next(adjusted))}) | {_points(acc.interval)} | {_p(acc.p_value)} ({_p(next(adjusted))}) | "
-            f"{s.difference:+.3f} [{s.interval.low:+.3f}, {s.interval.high:+.3f}] | {s.d_z:+.2f} | "
-            f"{_p(s.p_value)} ({_p(next(adjusted))}) |")
-    return "\n".join(lines)
-
-
 def write_report(run: RunDir, cfg: SweepConfig) -> None:
     """Write report.md, report.html and the plots."""
     arms = by_arm(run)
     intervals = _intervals(arms, cfg.seed)
-    paired = comparisons(arms, cfg.seed)
+    family = declared_family(arms, cfg.seed)
+    figures_by_arm = sections.arm_figures(arms, intervals)
     trials = pd.read_parquet(run.table("trials"))
     best = pd.read_parquet(run.table("best"))
     run.plots.mkdir(exist_ok=True)
     labels = {a: label(a) for a in arms}
+    grade_derived = cfg.judge.kind == "exact"
+    steer_text, splits = sections.steerability_table(arms)
+    opening = plots.family_forest(family, {labels[a]: f for a, f in figures_by_arm.items()}, run.plots / "family.png",
+                                  len(arms[BASELINE]))
     figures = [
         plots.share_bars({INTERVAL_ROWS[k][0]: {labels[a]: intervals[a][k] for a in arms}
-                          for k in ("simpleqa_correct", "accuracy_fluent", "degenerate")}, run.plots / "shares.png"),
-        plots.composite_boxes({labels[a]: g["composite"].tolist() for a, g in arms.items()}, run.plots / "composite.png"),
+                          for k in ("simpleqa_correct", "accuracy_fluent", "degenerate")}, run.plots / "shares.png",
+                         grade_derived),
+        plots.composite_boxes({labels[a]: g["composite"].tolist() for a, g in arms.items()}, run.plots / "composite.png",
+                              grade_derived),
         plots.judge_scores({labels[a]: g["judge_score"].tolist() for a, g in arms.items()},
                            run.plots / "judge_scores.png", cfg.judge.kind),
         plots.best_weights(best, run.plots / "best_weights.png"),
         plots.objective_by_trial(trials[trials["method"] != PROMPT_ONLY], run.plots / "objective_by_trial.png",
                                  cfg.scoring.objective),
     ]
-    text = _markdown(cfg, run, arms, intervals, paired, figures)
+    steer_figure = (plots.steerability_hist({labels[a]: s.changes for a, s in splits.items()},
+                                            run.plots / "steerability.png") if splits else None)
+    parts = Parts(opening, family, figures, steer_text, steer_figure, figures_by_arm, best, grade_derived)
+    text = _markdown(cfg, run, arms, intervals, parts)
     write_text_atomic(run.report, text)
     write_text_atomic(run.report_html, _html(text, run))
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What the Markdown is assembled from, computed once by `write_report`."""
+
+    opening: plots.Figure
+    family: list[FamilyTest]
+    figures: list[plots.Figure]
+    steerability: str
+    steerability_figure: plots.Figure | None
+    arm_figures: dict[str, tuple[Interval, Interval]]
+    best: pd.DataFrame
+    grade_derived: bool
+
+
+def _figure(f: plots.Figure) -> str:
+    return f"**{f.title}.** {f.caption}\n\n![{f.title}](plots/{f.path.name})\n"
+
+
 def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], intervals: dict[str, dict[str, Interval]],
-              paired: list[PairedRow], figures: list[plots.Figure]) -> str:
+              body: Parts) -> str:
     n = len(arms[BASELINE])
     dataset = json.loads(run.dataset.read_text())
+    grade_derived = body.grade_derived
+    mark = sections.dagger(grade_derived)
+    steer_text, steer_figure = body.steerability, body.steerability_figure
     lines = [
         f"# Fusion Steering run: {run.root.name}", "",
         f"Model `{cfg.model.name}` ({cfg.model.quantization}); {n} prompts whose baseline was graded "
@@ -143,26 +125,54 @@ def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], inte
         f"{'cached' if cfg.steering.cache else 'faithful'} mode, chat template "
         f"{'on' if cfg.prompt.chat_template else 'off'}; overlap on "
         f"{'prompt + continuation (paper)' if cfg.scoring.include_prompt else 'the continuation'}.", "",
+        _figure(body.opening),
         "**Oracle selection, as in the paper:** every arm marked (oracle) keeps, per prompt, the best of "
-        f"{cfg.search.trials} trials by an objective that scores overlap with the gold answer, and `full` / "
-        "`segmented` also steer toward a vector built from it: these columns are upper bounds, not results that "
-        "transfer to questions without their answer (see \"Oracle vs transfer\" below). The controls show what "
-        "the prompt change (`prompt_only`) and best-of-k selection with a vector that carries no answer "
-        "(`-random`, `-mismatched`: same weights, budget and objective) do by themselves.", "",
-        "## Headline: each method against its controls", "", _arm_table(arms, intervals), "",
-        "Paired on the same prompts: McNemar's exact test for shares, a paired bootstrap (2,000 resamples) for "
-        "the composite; changes are `after - before`; effect sizes: the change in points with Newcombe's "
-        f"interval, and Cohen's d_z. The {3 * len(paired)} p-values are Holm-adjusted together (in brackets).", "",
-        paired_table(paired), "",
+        f"{cfg.search.trials} trials by an objective that scores overlap with the gold answer (`in_context`: the gold "
+        "text in the prompt), and `full` / `segmented` also steer toward a vector built from it: these columns are "
+        "upper bounds, not results that transfer to questions without their answer (see \"Oracle vs transfer\"). "
+        "The references show what the prompt change (`prompt_only`), best-of-k selection with a vector that carries "
+        "no answer (`-random`, `-mismatched`: same weights, budget and objective), best-of-k sampling with no vector "
+        "(`sampled`) and the gold text given in the prompt (`in_context`) do by themselves. A degenerate trial "
+        f"(repetition >= {DEGENERATE_REPETITION}) wins best-of-k only when every trial is degenerate.", "",
+        "## Headline: each arm", "",
+        "CORRECT counts only non-degenerate outputs (the raw count beside it); mean gold overlap is the per-prompt "
+        "`overlap` the objective uses. Shares: Wilson intervals; means: percentile bootstrap.", "",
+        sections.arm_table(arms, body.arm_figures, {a: intervals[a]["composite_mean"] for a in arms}, grade_derived),
+        "", *([sections.GRADE_DERIVED, ""] if grade_derived else []),
+        "## The declared family: each method against each reference", "",
+        "Declared before the run: each method against `prompt_only`, its `-random` and `-mismatched` controls, "
+        "`sampled` and `in_context` (those run), on CORRECT among non-degenerate outputs (McNemar's exact test; "
+        "change in points with Newcombe's interval; resolution 2^(1-D) with D discordant prompts) and mean gold "
+        "overlap (sign-flip permutation test: exact up to 20 prompts, else 100,000 seeded flips; BCa interval; "
+        "d_z). Holm adjusts these p-values together and nothing else. Changes read method - reference.", "",
+        sections.family_table(body.family, n) if body.family else "No method and reference pair in this run.", "",
+        "### Against the baseline", "", sections.baseline_rows(arms, list(cfg.data.keep_grades)), "",
+        "## Per-prompt steerability", "",
+        "Per prompt, whether the arm's best output's gold overlap is above, equal to or below `prompt_only`'s.", "",
+        steer_text, "", *([_figure(steer_figure)] if steer_figure else []),
+        "## Best trials' strengths", "",
+        "The hook adds alpha * (x + gamma * (v - mu)) + (1 - alpha) * x = x + alpha * gamma * (v - mu), so "
+        "alpha * gamma is the strength that acts: median [quartiles] over prompts of each best trial's.", "",
+        sections.strengths_table(body.best, list(arms)), "",
+    ]
+    norms = run.root / "shift_norms.parquet"
+    if norms.exists():
+        lines += ["## Matched shift norms", "",
+                  "Median over prompts and layers of the injected shift's norm ||v - mu|| per layer segment: the "
+                  "random control is drawn to match the gold vector's, layer by layer.", "",
+                  sections.shift_norms_table(pd.read_parquet(norms)), ""]
+    lines += [
         "## Paper-style table", "",
         markdown_table({label(a): summarise(g["overlap"].tolist(), g["judge_score"].tolist()) for a, g in arms.items()}),
+        *([f"Composite and judge score rows: {sections.GRADE_DERIVED}", ""] if grade_derived else []),
         "## Every metric with its 95% interval", "",
         "Shares: Wilson score intervals; means: percentile bootstrap over prompts, 2,000 resamples, seed "
-        f"{cfg.seed}.", "",
+        f"{cfg.seed}.{' Rows marked † are grade-derived (see the headline).' if grade_derived else ''}", "",
         "| metric | " + " | ".join(label(a) for a in arms) + " |", "|---" * (len(arms) + 1) + "|",
     ]
     for key, (name, percent) in INTERVAL_ROWS.items():
-        lines.append(f"| {name} | " + " | ".join(intervals[a][key].fmt(percent) for a in arms) + " |")
+        shown = f"{name}{mark if key in GRADE_DERIVED_ROWS else ''}"
+        lines.append(f"| {shown} | " + " | ".join(intervals[a][key].fmt(percent) for a in arms) + " |")
     lines += ["", "## Degenerate outputs", "", _degenerate_section(arms, cfg), "",
               "## Overlap both ways", "",
               f"The composite uses {'prompt + continuation' if cfg.scoring.include_prompt else 'the continuation'}.", "",
@@ -177,24 +187,17 @@ def _markdown(cfg: SweepConfig, run: RunDir, arms: dict[str, pd.DataFrame], inte
         m = simpleqa_metrics(g["grade"].tolist())
         lines.append(f"| {label(arm)} | {m.n} | {m.correct:.1%} | {m.incorrect:.1%} | {m.not_attempted:.1%} | "
                      f"{m.accuracy_given_attempted:.1%} | {m.f1:.3f} |")
-    lines += ["", "## Figures", ""]
-    lines += [f"**{f.title}.** {f.caption}\n\n![{f.title}](plots/{f.path.name})\n" for f in figures]
-    lines += ["## Oracle vs transfer (held-out prompts)", "", _transfer_section(run, arms), "",
+    lines += ["", "## Figures", "", *(_figure(f) for f in body.figures)]
+    lines += ["## Oracle vs transfer (held-out prompts)", "",
+              sections.transfer_table(pd.read_parquet(run.table("transfer")), arms, cfg.seed, grade_derived), "",
               "## Sample outputs", "", _samples(run, arms), "",
               "## Configuration", "", "Machine-local paths are shown by file name only; `config.yaml` in the run "
               "directory holds them in full.", "", "```yaml", shareable_yaml(cfg), "```", ""]
     return "\n".join(lines)
 
 
-def _arm_table(arms: dict[str, pd.DataFrame], intervals: dict[str, dict[str, Interval]]) -> str:
-    keys = ("simpleqa_correct", "accuracy_fluent", "composite_mean", "degenerate")
-    lines = ["| arm | " + " | ".join(INTERVAL_ROWS[k][0] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for arm in arms:
-        lines.append(f"| {label(arm)} | " + " | ".join(intervals[arm][k].fmt(INTERVAL_ROWS[k][1]) for k in keys) + " |")
-    return "\n".join(lines)
-
-
 def _degenerate_section(arms: dict[str, pd.DataFrame], cfg: SweepConfig) -> str:
+    mark = sections.dagger(cfg.judge.kind == "exact")  # accurate is composite >= 0.6
     objective = (f"The `fluent` objective subtracts {REPETITION_WEIGHT} x repetition from the paper's, so the search "
                  "itself steers away from loops." if cfg.scoring.objective == "fluent" else
                  "The `paper` objective rewards low perplexity, which loops have: `scoring.objective=fluent` "
@@ -202,7 +205,8 @@ def _degenerate_section(arms: dict[str, pd.DataFrame], cfg: SweepConfig) -> str:
     lines = [f"An output with repetition >= {DEGENERATE_REPETITION} (the larger of its share of repeated 4-grams and "
              "of words repeating the phrase just before them) is degenerate and never counts as accurate. "
              f"{objective}", "",
-             "| arm | degenerate | accurate, paper's rule | accurate, degenerate excluded | mean repetition | mean distinct-2 |",
+             f"| arm | degenerate | accurate{mark}, paper's rule | accurate{mark}, degenerate excluded | mean repetition | "
+             "mean distinct-2 |",
              "|---|---|---|---|---|---|"]
     for arm, g in arms.items():
         lines.append(f"| {label(arm)} | {int(g['degenerate'].sum())} of {len(g)} | {int(g['accurate_paper'].sum())} | "
@@ -213,8 +217,9 @@ def _degenerate_section(arms: dict[str, pd.DataFrame], cfg: SweepConfig) -> str:
 def _judge_note(cfg: SweepConfig) -> str:
     if cfg.judge.kind == "exact":
         return ("Judge: the strict deterministic grader (`sweep/grader.py`, SimpleQA's rubric as rules). Its 1-5 score "
-                "is a function of its grade, not of overlap, so the composite mixes two different signals.")
-    return f"Judge: `{cfg.judge.kind}` (`{cfg.judge.model}`)."
+                "is a function of its grade, not of overlap: " + sections.GRADE_DERIVED.removeprefix("† "))
+    return (f"Judge: `{cfg.judge.kind}` (`{cfg.judge.model}`). Its 1-5 score is the judge's own, on the paper's rubric "
+            "(correctness, relevance and completeness against the gold answer).")
 
 
 def _grader_agreement(cfg: SweepConfig, arms: dict[str, pd.DataFrame]) -> str:
@@ -229,48 +234,6 @@ def _grader_agreement(cfg: SweepConfig, arms: dict[str, pd.DataFrame]) -> str:
              "| judge \\ deterministic | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
     lines += [f"| {grade} | " + " | ".join(str(v) for v in row) + " |" for grade, row in table.iterrows()]
     return "\n".join(lines)
-
-
-def _transfer_section(run: RunDir, arms: dict[str, pd.DataFrame]) -> str:
-    """Per method on the held-out prompts: the oracle beside weights transferred from the other prompts, with
-    gold-answer, question-only and self vectors."""
-    transfer = pd.read_parquet(run.table("transfer"))
-    if transfer.empty:
-        return "Too few prompts to hold any out."
-    held = sorted(transfer["prompt_id"].unique())
-    rows: dict[str, pd.DataFrame] = {label(BASELINE): arms[BASELINE]}
-    if PROMPT_ONLY in arms:
-        rows[label(PROMPT_ONLY)] = arms[PROMPT_ONLY]
-    names = {"transfer": "transferred weights, gold-answer vectors",
-             "question-only": "transferred weights, question-only vectors (no gold)",
-             "self": "transferred weights, the model's own answer as vector (no gold)"}
-    for method in (m for m in ("full", "segmented") if m in arms):
-        rows[label(method)] = arms[method]
-        for setting, name in names.items():
-            rows[f"{method}: {name}"] = transfer[(transfer["method"] == method) & (transfer["setting"] == setting)]
-    baseline = _on(rows[label(BASELINE)], held)["composite"].to_numpy()
-    lines = [f"{len(held)} held-out prompts; the transferred weights are the per-parameter medians of the other "
-             "prompts' best trials, applied unchanged (no selection against the gold answer). Composite: mean "
-             "with its bootstrap interval, and its paired change from the baseline on the same prompts.", "",
-             "| setting | SimpleQA CORRECT [95% CI] | accurate, not degenerate [95% CI] | composite mean [95% CI] | "
-             "composite: change vs baseline [95% CI] | overlap mean |",
-             "|---|---|---|---|---|---|"]
-    for name, frame in rows.items():
-        g = _on(frame, held)
-        correct = wilson_interval(int((g["grade"] == "CORRECT").sum()), len(g))
-        accurate = wilson_interval(int(g["accurate"].sum()), len(g))
-        composite = bootstrap_interval(g["composite"].to_numpy())
-        change = paired_bootstrap(baseline, g["composite"].to_numpy())
-        change_cell = "" if name == label(BASELINE) else (
-            f"{change.difference:+.3f} [{change.interval.low:+.3f}, {change.interval.high:+.3f}]")
-        lines.append(f"| {name} | {correct.fmt(True)} | {accurate.fmt(True)} | {composite.fmt(False)} | "
-                     f"{change_cell} | {g['overlap'].mean():.2f} |")
-    return "\n".join(lines)
-
-
-def _on(frame: pd.DataFrame, prompt_ids: list[int]) -> pd.DataFrame:
-    """`frame`'s rows for `prompt_ids`, one per prompt, in that order (so two arms pair up row by row)."""
-    return frame.set_index("prompt_id").loc[prompt_ids].reset_index()
 
 
 def _cell(text: str, limit: int = 160) -> str:
@@ -320,33 +283,38 @@ def _html(text: str, run: RunDir) -> str:
 
 
 def headline(run: RunDir) -> list[str]:
-    """Three lines for the end of a run: CORRECT per arm, accurate per arm, each method against its best control."""
+    """Three lines for the end of a run: CORRECT (non-degenerate, raw in brackets) and mean gold overlap per arm,
+    and how much of the declared family is Holm-significant (the run's seed, as the report), with its power."""
     arms = by_arm(run)
-    correct = " · ".join(f"{label(a)} {(g['grade'] == 'CORRECT').mean():.0%}" for a, g in arms.items()
-                         if a in (BASELINE, PROMPT_ONLY, "full", "segmented"))
-    accurate = " · ".join(f"{label(a)} {g['accurate'].mean():.0%}" for a, g in arms.items()
-                          if a in (BASELINE, PROMPT_ONLY, "full", "segmented"))
-    versus = []
-    for method in (m for m in ("full", "segmented") if m in arms):
-        controls = [c for c in (PROMPT_ONLY, f"{method}-random", f"{method}-mismatched") if c in arms]
-        if controls:
-            strongest = max(controls, key=lambda c: (arms[c]["grade"] == "CORRECT").mean())
-            gap = (arms[method]["grade"] == "CORRECT").mean() - (arms[strongest]["grade"] == "CORRECT").mean()
-            versus.append(f"{method} {100 * gap:+.0f} points vs its strongest control ({strongest})")
+    seed = from_yaml(run.config.read_text()).seed
+    shown = [a for a in arms if a in (BASELINE, PROMPT_ONLY, IN_CONTEXT, SAMPLED, *METHODS)]
+    correct = " · ".join(f"{label(a)} {sum(correct_flags(arms[a])) / len(arms[a]):.0%} "
+                         f"({(arms[a]['grade'] == 'CORRECT').mean():.0%})" for a in shown)
+    overlap = " · ".join(f"{label(a)} {arms[a]['overlap'].mean():.2f}" for a in shown)
     n = len(arms[BASELINE])
-    return [f"SimpleQA CORRECT on {n} prompts: {correct}",
-            f"accurate (composite >= 0.6, not degenerate): {accurate}",
-            "CORRECT, " + ("; ".join(versus) if versus else "no controls were run") + " (intervals and tests: the report)"]
+    family = declared_family(arms, seed)
+    if family:
+        significant = [f"{t.method} vs {t.reference} ({t.outcome} {t.difference:+.2f})" for t in family if t.significant]
+        gained = min_detectable_gain(n, len(family))
+        verdict = (f"declared family: {len(significant)} of {len(family)} tests Holm-significant at 0.05"
+                   + (f": {'; '.join(significant)}" if significant else " (no detectable effect)")
+                   + (f"; a CORRECT gain needs >= {gained} prompts gained, none lost" if gained else
+                      f"; no CORRECT gain on {n} prompts could reach it"))
+    else:
+        verdict = "no method and reference were run together: no paired test"
+    return [f"SimpleQA CORRECT on {n} prompts, non-degenerate outputs (raw): {correct}",
+            f"mean gold overlap: {overlap}", verdict + " (intervals and tests: the report)"]
 
 
 def summary_metrics(run: RunDir) -> dict[str, float]:
-    """Per arm: SimpleQA correct and F1, accuracy both ways, degenerate share, composite and overlap means (the
+    """Per arm: SimpleQA correct (raw and among non-degenerate outputs) and F1, accuracy both ways, degenerate share, composite and overlap means (the
     parent run's metrics; oracle arms are named oracle.ARM)."""
     metrics = {}
     for arm, g in by_arm(run).items():
         prefix = metric_prefix(arm)
         simpleqa = simpleqa_metrics(g["grade"].tolist())
         metrics |= {f"{prefix}.simpleqa_correct": simpleqa.correct, f"{prefix}.simpleqa_f1": simpleqa.f1,
+                    f"{prefix}.correct_non_degenerate": sum(correct_flags(g)) / len(g),
                     f"{prefix}.accuracy": float(g["accurate"].mean()),
                     f"{prefix}.accuracy_paper": float(g["accurate_paper"].mean()),
                     f"{prefix}.degenerate": float(g["degenerate"].mean()),

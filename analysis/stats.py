@@ -1,4 +1,4 @@
-"""Uncertainty for the paper-style table: intervals, paired tests with effect sizes, and Holm's correction.
+"""Uncertainty for a run's tables: intervals, calibrated paired tests with effect sizes, and Holm's correction.
 
 The paper reports bare rates over 260 prompts with no intervals (method.md §9.6). Shares (accuracy,
 SimpleQA correct, ...) get Wilson score intervals: a bootstrap of an all-wrong arm resamples nothing but
@@ -7,14 +7,15 @@ near-nominal coverage near 0% and 100%, where the Wald interval fails. Means of 
 a seeded percentile bootstrap, which needs no normality for bounded, skewed scores.
 
 Two arms are compared on the same prompts with paired tests, so per-prompt difficulty cancels: exact
-McNemar for yes/no outcomes, a paired bootstrap for scores. A p-value alone says only whether arms
-differ, so each comes with an effect size: the change in a share in points (Newcombe's paired interval)
-beside the discordant counts it rests on, and for scores the mean difference with its interval and
-Cohen's d_z (that difference in units of its per-prompt spread). A report makes many comparisons
-(steered arms and controls against the baseline, several outcomes), so some small p-values are expected
-by chance; `holm` adjusts them together, controlling the chance of any false positive without assuming
-the tests independent (they share prompts) and rejecting at least as much as plain Bonferroni.
-Only numpy and the standard library are used.
+McNemar for yes/no outcomes; for continuous outcomes (overlap, composite) a sign-flip permutation test,
+exact up to 20 prompts and 100,000 seeded Monte Carlo flips beyond, whose p-value is calibrated and whose
+resolution (the smallest p it can give) is stated, with a BCa bootstrap interval for the mean difference.
+A percentile-interval inversion, used before, gave p-values at its resampling floor and intervals that
+ignored the differences' skew. A p-value alone says only whether arms differ, so each comes with an effect
+size: the change in a share in points (Newcombe's paired interval) beside the discordant counts it rests
+on, and for scores the mean difference with its interval and Cohen's d_z. `holm` adjusts a declared
+family of p-values together, controlling the chance of any false positive without assuming the tests
+independent (they share prompts). Only numpy and the standard library are used.
 """
 
 from __future__ import annotations
@@ -71,25 +72,27 @@ class McNemarResult:
 
 
 @dataclass(frozen=True)
+class PermutationResult:
+    """A two-sided sign-flip test of a mean paired difference: its p-value, the smallest p it could give
+    (`resolution`), and whether every sign pattern was enumerated (`exact`) or `flips` were drawn."""
+
+    p_value: float
+    resolution: float
+    exact: bool
+    flips: int
+
+
+@dataclass(frozen=True)
 class PairedResult:
-    """Mean per-prompt difference b - a, its bootstrap interval, a two-sided bootstrap p-value and Cohen's
-    d_z (the mean difference in standard deviations of the per-prompt differences; see `cohens_dz`)."""
+    """Mean per-prompt difference b - a, its BCa interval, the sign-flip test's two-sided p-value and Cohen's
+    d_z (the mean difference in standard deviations of the per-prompt differences; see `cohens_dz`); `test`
+    says how the p-value was computed and its resolution."""
 
     difference: float
     interval: Interval
     p_value: float
     d_z: float
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Methods a and b on the same n prompts: `proportion` for a yes/no outcome (accurate or CORRECT),
-    `score` for a per-prompt score (composite). Both effects read b - a; p-values are unadjusted, so
-    pass every p-value of a report through `holm` together."""
-
-    n: int
-    proportion: McNemarResult
-    score: PairedResult
+    test: PermutationResult
 
 
 def _check_level(level: float) -> None:
@@ -283,52 +286,92 @@ def cohens_dz(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.mean(differences)) / sd
 
 
-def paired_bootstrap(
-    a: Sequence[float], b: Sequence[float], resamples: int = 2000, seed: int = 0, level: float = 0.95
-) -> PairedResult:
-    """Paired bootstrap of the mean per-prompt difference b - a (e.g. composite of two methods).
+EXACT_MAX_PAIRS = 20  # up to 2^20 sign patterns: enumerate them all
+SIGN_FLIPS = 100_000  # Monte Carlo sign flips beyond that: resolution 1 / 100,001
 
-    Prompts are resampled as pairs, so each method's score stays with its prompt and per-prompt
-    difficulty cancels. p = 2 * (1 + resampled mean differences on the smaller side of 0) / (1 + resamples),
-    clipped to 1 (the +1s count the observed sample among the resamples, so p is never 0: with 2,000
-    resamples none of which crosses zero, p = 0.001, the test's resolution). Identical inputs give 1.0.
-    d_z is `cohens_dz(a, b)`.
+
+def _flipped_means(differences: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """Mean of differences * signs per row of a [rows, n] +-1 matrix."""
+    return signs @ differences / differences.size
+
+
+def sign_flip_test(differences: Sequence[float], seed: int = 0, flips: int = SIGN_FLIPS,
+                   exact_max: int = EXACT_MAX_PAIRS) -> PermutationResult:
+    """Two-sided paired permutation test of mean(differences) = 0 (Fisher 1935; Good 2005, ch. 3).
+
+    Under the null each per-prompt difference is as likely to have either sign, so the observed mean T is
+    compared with the means T* of the same differences under sign flips. With n <= exact_max every one of the
+    2^n sign patterns is enumerated: p = #{|T*| >= |T|} / 2^n, exact, resolution 2 / 2^n (a pattern and its
+    mirror give the same |T*|). Beyond that `flips` seeded random patterns: p = (1 + #{|T*| >= |T|}) / (1 +
+    flips), which counts the observed sample among them and so is never 0 (resolution 1 / (1 + flips)). Ties
+    are counted with a relative tolerance of 1e-9, so that rounding does not push the identity below |T|.
+    Patterns are drawn in chunks of at most _MAX_CELLS signs, so memory stays small for any n.
     """
+    sample = _as_sample(differences)
+    n = sample.size
+    observed = abs(float(np.mean(sample)))
+    bar = observed - 1e-9 * max(observed, float(np.max(np.abs(sample))))
+    rows = max(1, _MAX_CELLS // n)
+    if n <= exact_max:
+        patterns = 2**n
+        bits = 1 << np.arange(n, dtype=np.int64)
+        extreme = 0
+        for start in range(0, patterns, rows):
+            codes = np.arange(start, min(start + rows, patterns), dtype=np.int64)
+            signs = np.where(codes[:, None] & bits, -1.0, 1.0)
+            extreme += int(np.sum(np.abs(_flipped_means(sample, signs)) >= bar))
+        return PermutationResult(extreme / patterns, 2 / patterns, True, patterns)
+    if flips < 1:
+        raise ValueError(f"flips must be >= 1, got {flips}")
+    rng = np.random.default_rng(seed)
+    extreme = 0
+    for start in range(0, flips, rows):
+        signs = rng.integers(0, 2, size=(min(rows, flips - start), n)) * 2.0 - 1.0
+        extreme += int(np.sum(np.abs(_flipped_means(sample, signs)) >= bar))
+    return PermutationResult((1 + extreme) / (1 + flips), 1 / (1 + flips), False, flips)
+
+
+def bca_interval(values: Sequence[float], resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> Interval:
+    """Bias-corrected and accelerated (BCa) bootstrap interval of the mean (Efron 1987; Efron & Tibshirani
+    1993, ch. 14), as scipy.stats.bootstrap(method='BCa') computes it.
+
+    The percentile interval's quantiles are moved by z0 = Phi^-1(share of resampled means below the mean),
+    which corrects median bias, and by the acceleration a = sum(d^3) / (6 (sum(d^2))^1.5), d the jackknife
+    means' deviations from their mean, which corrects for a standard error that changes with the mean (the
+    skew of bounded per-prompt differences): the quantiles are Phi(z0 + (z0 + z) / (1 - a (z0 + z))) for z =
+    -+ the normal quantile of `level`. Second-order accurate where the percentile interval is first-order. A
+    sample whose resampled means do not vary gives a zero-width interval at the mean.
+    """
+    sample = _as_sample(values)
+    _check_level(level)
+    estimate = float(np.mean(sample))
+    replicates = _resampled(sample, np.mean, resamples, seed)
+    if np.ptp(replicates) <= 1e-12 * max(1.0, abs(estimate)):
+        return Interval(estimate, estimate, estimate)
+    below = float(np.mean(replicates < estimate))
+    z0 = NormalDist().inv_cdf(min(max(below, 0.5 / resamples), 1 - 0.5 / resamples))
+    jackknife = (sample.sum() - sample) / (sample.size - 1) if sample.size > 1 else sample
+    deviations = jackknife.mean() - jackknife
+    spread = float(np.sum(deviations**2))
+    acceleration = float(np.sum(deviations**3)) / (6 * spread**1.5) if spread > 0 else 0.0
+    z = _z(level)
+    quantiles = [NormalDist().cdf(z0 + (z0 + q) / (1 - acceleration * (z0 + q))) for q in (-z, z)]
+    low, high = np.percentile(replicates, [100 * q for q in quantiles])
+    return Interval(estimate, float(low), float(high))
+
+
+def paired_scores(a: Sequence[float], b: Sequence[float], seed: int = 0, level: float = 0.95,
+                  flips: int = SIGN_FLIPS, resamples: int = 10_000) -> PairedResult:
+    """Mean per-prompt difference b - a of a paired continuous outcome (overlap, composite): the sign-flip
+    permutation p-value (`sign_flip_test`: exact up to 20 prompts, else `flips` seeded flips), a BCa interval
+    (`bca_interval`) and Cohen's d_z. Prompts stay paired, so per-prompt difficulty cancels."""
     first, second = _as_sample(a), _as_sample(b)
     if first.size != second.size:
         raise ValueError(f"paired values need equal lengths: {first.size} vs {second.size}")
     differences = second - first
-    replicates = _resampled(differences, np.mean, resamples, seed)
-    difference = float(np.mean(differences))
-    crossing = min(int(np.sum(replicates <= 0)), int(np.sum(replicates >= 0)))
-    p_value = min(1.0, 2 * (1 + crossing) / (1 + replicates.size))
-    interval = _percentile_interval(difference, replicates, level)
-    return PairedResult(difference, interval, p_value, cohens_dz(first, second))
-
-
-def paired_comparison(
-    a_correct: Sequence[bool],
-    b_correct: Sequence[bool],
-    a_scores: Sequence[float],
-    b_scores: Sequence[float],
-    seed: int,
-    resamples: int = 2000,
-    level: float = 0.95,
-) -> Comparison:
-    """Compare methods a and b on the same prompts, in the same order: `mcnemar` on the yes/no outcomes
-    and `paired_bootstrap` (with d_z) on the scores. All four sequences must have one entry per prompt.
-    """
-    n = len(a_correct)
-    if n == 0 or any(len(x) != n for x in (b_correct, a_scores, b_scores)):
-        raise ValueError(
-            "paired comparison needs equal lengths (>0): "
-            f"{n}, {len(b_correct)}, {len(a_scores)}, {len(b_scores)}"
-        )
-    return Comparison(
-        n,
-        mcnemar(a_correct, b_correct, level),
-        paired_bootstrap(a_scores, b_scores, resamples=resamples, seed=seed, level=level),
-    )
+    test = sign_flip_test(differences, seed=seed, flips=flips)
+    interval = bca_interval(differences, resamples=resamples, seed=seed, level=level)
+    return PairedResult(interval.estimate, interval, test.p_value, cohens_dz(first, second), test)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

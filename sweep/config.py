@@ -122,8 +122,9 @@ class ClusterConfig:
     gpus_per_replica: float = 1.0  # when the model runs on CUDA; fractional shares a GPU (e.g. 0.25)
     replica_cpus: float = 1.0  # reserved by a CPU replica; a GPU replica reserves its GPU share only
     trial_cpus: float = 0.25
-    # Torch threads per replica; 0 = every core of its node. Ray would otherwise pin a replica to as many
-    # threads as the CPUs it reserved (OMP_NUM_THREADS), one by default, while the trials mostly sleep.
+    # Torch threads per replica; 0 = every CPU its process may use (affinity mask, cgroup quota: sweep/cpus.py).
+    # Ray would otherwise pin a replica to as many threads as the CPUs it reserved (OMP_NUM_THREADS), one by
+    # default, while the trials mostly sleep.
     torch_threads: int = 0
     # Most steered trials per replica call. A shard of max(1, max_batch // search.in_flight) studies sends one
     # such batch per round, so batch composition is fixed by the config, never by timing.

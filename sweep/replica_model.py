@@ -13,6 +13,7 @@ from torch import Tensor
 
 from . import prompts
 from .config import ModelConfig
+from .cpus import usable_cpus
 from .engine import Engine
 from .messages import SteeredOutput, SteerRequest, SteerSettings
 from .errors import ModelError
@@ -22,10 +23,17 @@ from .scoring import distinct_2, repetition, scored_text, token_overlap
 from .steering import steer_rows
 
 
+def set_replica_threads(threads: int) -> int:
+    """Torch's intra-op threads for this replica: `threads`, or with 0 every CPU this process may use (its
+    affinity mask and cgroup quota: a pod's CPU limit, not its node's core count). Returns the count set."""
+    torch.set_num_threads(threads or usable_cpus())
+    return torch.get_num_threads()
+
+
 class ReplicaModel:
-    def __init__(self, model_cfg: ModelConfig, location: Location, threads: int,  # 0: every core
+    def __init__(self, model_cfg: ModelConfig, location: Location, threads: int,  # 0: every usable CPU
                  scorer: tuple[ModelConfig, Location] | None = None) -> None:
-        torch.set_num_threads(threads or os.cpu_count() or 1)
+        set_replica_threads(threads)
         if model_cfg.device == "cuda" and not torch.cuda.is_available():
             raise ModelError(
                 f"this replica reserved a GPU but torch finds no CUDA device (torch {torch.__version__}, built for "

@@ -98,7 +98,7 @@ def study_seed(seed: int, prompt_id: int, arm: Arm) -> int:
 
 def new_state(seed: int, prompt_id: int, arm: Arm) -> StudyState:
     # TPE's first 10 trials are random start-up trials: with the paper's 5 trials this is random search.
-    sampler = optuna.samplers.TPESampler(seed=study_seed(seed, prompt_id, arm))
+    sampler = optuna.samplers.TPESampler(seed=study_seed(seed, prompt_id, arm), constant_liar=True)
     return StudyState(optuna.create_study(direction="maximize", sampler=sampler))
 
 

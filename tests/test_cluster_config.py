@@ -41,7 +41,8 @@ COMMAND_LISTS = ("initialization_commands", "setup_commands", "head_setup_comman
 # The base image (a rayproject/ray release) and this project's image built on it (deploy/Dockerfile).
 IMAGE = re.compile(r"^rayproject/ray:(\d+)\.(\d+)\.(\d+)-py(\d)(\d+)-(gpu|cpu|cu\d+)$")
 PROJECT_IMAGE = re.compile(r"^(?P<repo>(?:[^/:\s]+/)+fusion-steering):(?P<version>\d+\.\d+\.\d+)"
-                           r"-ray(?P<ray>\d+\.\d+\.\d+)-py(?P<py>\d+)-(?P<device>gpu|cpu)$")
+                           r"-ray(?P<ray>\d+\.\d+\.\d+)-py(?P<py>\d+)-(?P<device>gpu|cpu)"
+                           r"(?:@sha256:(?P<digest>[0-9a-f]{64}|CHANGE-ME))?$")
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -412,6 +413,32 @@ def test_token_auth_on_every_node(cluster: dict) -> None:
     assert "--head" in head_start
 
 
+def test_secrets_reach_every_node_from_the_local_secrets_file(cluster: dict) -> None:
+    """The sweep's secrets and MLflow's credentials: a local file (never in the checkout) mounted on every node and
+    read into the environment of Ray and of MLflow by the start commands; never on a command line."""
+    mounts = {remote: source for remote, source in cluster["file_mounts"].items() if "secrets.env" in remote}
+    assert len(mounts) == 1, "cluster.yaml mounts no secrets file"
+    (remote, source), = mounts.items()
+    assert source.startswith("~/") and not is_local_mount_source(source), "the secrets file must live outside the checkout"
+    read = f"set -a; . {remote}; set +a;"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        for command in cluster[key]:
+            if "ray start" in command or "mlflow server" in command:
+                assert read in command, f"{key}: {command!r} does not read the secrets file"
+    assert not [c for c in all_commands(cluster) if "runtime-env" in c], \
+        "a secret passed in a runtime env shows in the dashboard and the job table"
+    example = (REPO / "deploy" / "secrets.env.example").read_text()
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "HF_TOKEN"):
+        assert re.search(rf"(?m)^{name}=$|^{name}=admin$", example), f"deploy/secrets.env.example: no empty {name}"
+
+
+def test_docs_create_secrets_without_a_value_on_a_command_line() -> None:
+    blocks = re.findall(r"```\w*\n(.*?)```", CLUSTER_DOC.read_text(), flags=re.S)
+    for block in blocks:
+        assert "--runtime-env" not in block, block
+        assert not re.search(r"--from-literal=[^\s=]+=\S*\$", block), f"a secret on kubectl's command line: {block}"
+
+
 def test_shared_storage_mounted_everywhere(cluster: dict) -> None:
     shared = shared_path(cluster)
     targets = []
@@ -441,6 +468,7 @@ def test_mlflow_server_runs_on_the_head_loopback_on_postgresql(cluster: dict) ->
     assert "nohup" in command and re.search(r"&\s*(echo|$)", command), "the MLflow server must run in the background"
     params = parse_mlflow_server(mlflow_server_args(command))
     assert params["host"] == "127.0.0.1" and params["port"] == 5000
+    assert params["app_name"] == "basic-auth"
     assert params["artifacts_destination"].startswith(("s3://", "gs://")), params["artifacts_destination"]
     assert not any("mlflow server" in c for c in cluster.get("worker_setup_commands") or [])
 
@@ -592,8 +620,25 @@ def test_rayjob_mlflow_runs_on_postgresql_in_deployments_of_their_own(rayjob: di
     assert postgres["image"].startswith("postgres:"), postgres["image"]
     env = {e["name"]: e.get("value") for e in postgres.get("env", [])}
     assert (backend.username, backend.database) == (env["POSTGRES_USER"], env["POSTGRES_DB"])
-    assert backend.password == "SECRET" and "$(POSTGRES_PASSWORD)" in params["backend_store_uri"]
-    assert secret_env(mlflow)["POSTGRES_PASSWORD"] == secret_env(postgres)["POSTGRES_PASSWORD"]
+    # The password is in no argument: PostgreSQL reads it from a file of the secret, MLflow (libpq) from
+    # PGPASSWORD, taken from the same secret and key.
+    assert backend.password is None, "a password in the backend store URI, i.e. on MLflow's command line"
+    password_dir = str(Path(env["POSTGRES_PASSWORD_FILE"]).parent)
+    mount = next(m for m in postgres["volumeMounts"] if m["mountPath"] == password_dir)
+    volume = next(v for v in pg_deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+    assert secret_env(mlflow)["PGPASSWORD"] == (volume["secret"]["secretName"], Path(env["POSTGRES_PASSWORD_FILE"]).name)
+    # Basic auth, its admin from a secret, its auth tables in the same database (through PGPASSWORD too).
+    assert params["app_name"] == "basic-auth"
+    mlflow_env = {e["name"]: e for e in mlflow["env"]}
+    assert {"MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"} <= \
+        set(secret_env(mlflow))
+    config_map = objects(manifests, "ConfigMap")["fusion-steering-mlflow-auth"]
+    ini = config_map["data"][Path(mlflow_env["MLFLOW_AUTH_CONFIG_PATH"]["value"]).name]
+    assert f"database_uri = {params['backend_store_uri']}" in ini
+    # The driver (on the head) sends the admin's credentials, from the same secret.
+    head = ray_container(rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"])
+    assert secret_env(head)["MLFLOW_TRACKING_USERNAME"] == secret_env(mlflow)["MLFLOW_AUTH_ADMIN_USERNAME"]
+    assert secret_env(head)["MLFLOW_TRACKING_PASSWORD"] == secret_env(mlflow)["MLFLOW_AUTH_ADMIN_PASSWORD"]
 
     # PostgreSQL's data on a PVC of its own, one pod at a time (Recreate: the volume is ReadWriteOnce), in a
     # subdirectory of the mount (initdb refuses a volume root holding lost+found).
@@ -708,7 +753,8 @@ def test_docs_walk_through_the_whole_cycle() -> None:
     text = CLUSTER_DOC.read_text()
     for step in ("docker build -f deploy/Dockerfile", "--build-arg DEVICE=cpu", "pip install 'fusion-steering[cluster]'",
                  "ray up cluster.yaml", "ray dashboard cluster.yaml", "ray job submit --address http://127.0.0.1:8265",
-                 "ray attach cluster.yaml -p 5000", "kubectl create secret generic mlflow-postgres",
+                 "ray attach cluster.yaml -p 5000", "create secret generic mlflow-postgres",
+                 "create secret generic mlflow-auth", "create secret generic sweep-secrets",
                  "kubectl apply -f deploy/rayjob.yaml", "ray down cluster.yaml"):
         assert step in text, f"docs/cluster.md does not show `{step}`"
 
@@ -738,8 +784,8 @@ def test_docs_build_the_images_the_configs_run(cluster: dict, rayjob: dict) -> N
             tokens = shlex.split(line)
             device = "cpu" if "DEVICE=cpu" in tokens else "gpu"
             built[tokens[tokens.index("-t") + 1].split(":", 1)[1]] = device
-    used = {project_image(i)[0].split(":", 1)[1] for i in images_in(cluster) + [c["image"] for _, c, _ in
-                                                                                  ray_containers(rayjob)]}
+    used = {project_image(i)[0].split("@")[0].split(":", 1)[1]
+            for i in images_in(cluster) + [c["image"] for _, c, _ in ray_containers(rayjob)]}
     assert set(built) == used, f"docs/cluster.md builds {sorted(built)}, the configs run {sorted(used)}"
     for tag, device in built.items():
         assert tag.endswith(f"-{device}"), f"{tag} is built with DEVICE={device}"

@@ -1,8 +1,9 @@
 """The cluster set-up's moving parts run for real on this machine, with the tiny random model:
 
-* MLflow on PostgreSQL: cluster.yaml's own head command creates and starts a PostgreSQL (initdb, pg_ctl,
-  createdb; only its data directory, port and socket folder are moved into a temp dir), an `mlflow server` runs on
-  cluster.yaml's backend store URI, and the smoke sweep logs to it through the CLI.
+* MLflow on PostgreSQL: cluster.yaml's own head commands create and start a PostgreSQL (initdb, pg_ctl,
+  createdb) and an `mlflow server` with basic auth on it (only ports, paths and the artifact store are moved into
+  a temp dir; the admin's credentials come from a secrets file, as on the head), and the smoke sweep logs to it
+  through the CLI with those credentials in its environment, as the driver on the head does.
 * `ray job submit`: a `ray start --head` cluster with token authentication, as on the cluster, and the smoke sweep
   submitted to it with `--working-dir .` and `cluster.address=auto`, as docs/cluster.md shows.
 
@@ -30,7 +31,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import CONF, QUESTIONS, REPO, MlflowServer, free_port, kill_processes, sweep_command, write_simpleqa_csv
+from conftest import CONF, QUESTIONS, REPO, free_port, kill_processes, sweep_command, write_simpleqa_csv
 
 pytestmark = pytest.mark.slow
 
@@ -159,10 +160,67 @@ def postgres():
         server.stop()
 
 
+class HeadMlflow:
+    """cluster.yaml's MLflow command, run as on the head (basic auth, the credentials from the secrets file the
+    launcher mounts), on free ports in a temp dir, with local artifacts instead of S3."""
+
+    def __init__(self, postgres: Postgres) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="fs-mlflow-"))
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = self.root / "mlflow-server.log"
+        self.username, self.password = "admin", secrets.token_hex(16)
+        self.secrets_file = self.root / "secrets.env"
+        self.secrets_file.write_text(f"MLFLOW_TRACKING_USERNAME={self.username}\n"
+                                     f"MLFLOW_TRACKING_PASSWORD={self.password}\n"
+                                     f"MLFLOW_FLASK_SERVER_SECRET_KEY={secrets.token_hex(32)}\n")
+        self.secrets_file.chmod(0o600)
+        # The ports first: the temp paths put in after them could contain the digits.
+        self.command = moved(head_command("mlflow server"), {
+            "5432": str(postgres.port), "5000": str(self.port), "/tmp/": f"{self.root}/",
+            "~/.fusion-steering/secrets.env": str(self.secrets_file),
+            # One worker, in uvicorn's own process: on this shared 2-core machine its supervisor would restart
+            # workers that miss their health ping under load.
+            "--workers 2": "--workers 1",
+            "s3://CHANGE-ME-bucket/fusion-steering/mlflow-artifacts": str(self.root / "artifacts")})
+        self.pid: int | None = None
+
+    def credentials(self) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_USERNAME": self.username, "MLFLOW_TRACKING_PASSWORD": self.password}
+
+    def start(self, timeout: float = 300) -> None:  # the auth app's start takes a minute on a loaded 2-core machine
+        # No MLflow credentials of the caller's: the server must get its admin from the secrets file alone.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        done = subprocess.run(["bash", "-c", self.command], cwd=self.root, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, f"{self.command}\nexit {done.returncode}\n{done.stderr[-2000:]}"
+        self.pid = int((self.root / "mlflow-server.pid").read_text())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.uri}/health", timeout=2).ok:
+                    return
+            except (requests.ConnectionError, requests.Timeout):
+                assert psutil.pid_exists(self.pid), f"mlflow server exited:\n{tail(self.log)}"
+                time.sleep(0.5)
+        raise RuntimeError(f"mlflow server did not answer within {timeout:.0f} s:\n{tail(self.log)}")
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            server = psutil.Process(self.pid)
+            return [server, *server.children(recursive=True)]
+        except (psutil.NoSuchProcess, TypeError):
+            return []
+
+    def stop(self) -> None:
+        kill_processes(self.processes())
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def mlflow_on_postgres(postgres, tmp_path_factory):
-    root = tmp_path_factory.mktemp("mlflow-pg")
-    server = MlflowServer(root, backend_store_uri=postgres.backend_store_uri(), log=root / "server.log")
+def mlflow_on_postgres(postgres):
+    server = HeadMlflow(postgres)
     try:
         server.start()
         yield server
@@ -170,21 +228,37 @@ def mlflow_on_postgres(postgres, tmp_path_factory):
         server.stop()
 
 
-def test_sweep_logs_to_mlflow_on_postgresql(postgres, mlflow_on_postgres, tmp_path):
+def test_sweep_logs_to_mlflow_on_postgresql(postgres, mlflow_on_postgres, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
     import psycopg2
 
+    server = mlflow_on_postgres
+    # Basic auth is on: a request without credentials is refused, and no process of the server has the
+    # password on its command line (it came from the secrets file, through the environment).
+    search = f"{server.uri}/api/2.0/mlflow/experiments/search?max_results=1"
+    wait = 120  # a password check hashes (PBKDF2): seconds on a loaded machine
+    assert requests.get(search, timeout=wait).status_code == 401
+    assert requests.get(search, auth=(server.username, "wrong"), timeout=wait).status_code == 401
+    assert requests.get(search, auth=(server.username, server.password), timeout=wait).ok
+    cmdlines = [" ".join(p.cmdline()) for p in server.processes()]
+    assert cmdlines and not [c for c in cmdlines if server.password in c]
+
     csv = write_simpleqa_csv(tmp_path / "simpleqa.csv", QUESTIONS)
     out = tmp_path / "run"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(sweep_command(out, csv, f"tracking.uri={mlflow_on_postgres.uri}"), cwd=REPO, env=env,
+    # The driver's environment on the head: the secrets file's MLflow credentials, which MLflow's client sends
+    # (the server refuses every request without them, above: a sweep that logs at all sent them).
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, **server.credentials(),
+           "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(sweep_command(out, csv, f"tracking.uri={server.uri}"), cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     (tmp_path / "sweep.log").write_text(done.stderr)
-    assert done.returncode == 0, done.stderr[-4000:] + "\n--- mlflow server:\n" + tail(mlflow_on_postgres.log)
+    assert done.returncode == 0, done.stderr[-4000:] + "\n--- mlflow server:\n" + tail(server.log)
     assert not (out / "mlflow.db").exists(), "the sweep fell back to a local SQLite store"
 
     studies = assert_smoke_studies(pq.read_table(out / "trials.parquet").to_pandas())
-    client = MlflowClient(mlflow_on_postgres.uri)
+    for name, value in server.credentials().items():
+        monkeypatch.setenv(name, value)
+    client = MlflowClient(server.uri)
     experiment = client.get_experiment_by_name("fusion-steering")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("fusion_steering.role") == "sweep"]
@@ -198,12 +272,14 @@ def test_sweep_logs_to_mlflow_on_postgresql(postgres, mlflow_on_postgres, tmp_pa
         study = (int(child.data.tags["fusion_steering.prompt_id"]), child.data.tags["fusion_steering.method"])
         assert sorted(steps) == list(range(studies[study])), f"{child.info.run_name}: steps {steps}"
 
-    # The runs are rows in PostgreSQL, not anywhere else.
+    # The runs, and the auth app's users, are rows in PostgreSQL, not anywhere else.
     uri = urlparse(postgres.backend_store_uri())
     with closing(psycopg2.connect(host=uri.hostname, port=uri.port, user=uri.username,
                                   dbname=uri.path.lstrip("/"))) as db, db.cursor() as cursor:
         cursor.execute("SELECT status, count(*) FROM runs GROUP BY status")
         assert dict(cursor.fetchall()) == {"FINISHED": len(runs)}
+        cursor.execute("SELECT username, is_admin FROM users")
+        assert cursor.fetchall() == [(server.username, True)]
 
 
 # ------------------------------------------------------------------------------------------- ray job submit

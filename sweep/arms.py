@@ -2,15 +2,15 @@
 prompt change, the gold text in the prompt and best-of-k selection against the gold answer do by themselves.
 Pure Python (trial workers import it).
 
-| arm                  | prompt                     | steering vector                                   | trials          |
-|----------------------|----------------------------|---------------------------------------------------|-----------------|
-| `baseline`           | bare q                     | none                                              | - (select)      |
-| `prompt_only`        | steered                    | none (weights 0: the hook adds nothing)           | 1               |
-| `in_context`         | reference text + steered   | none                                              | 1               |
-| `sampled`            | steered, sampled decoding  | none                                              | search.trials   |
-| `full`, `segmented`  | steered                    | the prompt's own reference vector (gold answer)   | search.trials   |
-| `METHOD-random`      | steered                    | seeded random, ||random - mu_q|| = ||gold - mu_q|| | as METHOD       |
-| `METHOD-mismatched`  | steered                    | another prompt's reference vector (a derangement) | as METHOD       |
+| arm                 | prompt                   | steering vector                                  | trials        |
+|---------------------|--------------------------|--------------------------------------------------|---------------|
+| `baseline`          | bare q                   | none                                             | - (select)    |
+| `prompt_only`       | steered                  | none (weights 0: the hook adds nothing)          | 1             |
+| `in_context`        | reference text + steered | none                                             | 1             |
+| `sampled`           | steered, sampled         | none                                             | search.trials |
+| `full`, `segmented` | steered                  | the prompt's own reference vector (gold answer)  | search.trials |
+| `METHOD-random`     | steered                  | seeded, with gold's ||v - mu_q|| on every layer  | as METHOD     |
+| `METHOD-mismatched` | steered                  | another prompt's reference vector (derangement)  | as METHOD     |
 
 Controls run for every method: each method is judged against its own controls, which share its search space,
 budget, objective and Optuna seed (with fewer trials than TPE's start-up count, the very same weights), so a

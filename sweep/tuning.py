@@ -199,7 +199,8 @@ def _ask_round(states: dict[str, StudyState], settings: StudySettings) -> list[t
                 alpha, gamma = layer_weights(params, settings.num_layers, settings.segments)
             else:
                 alpha = gamma = [0.0] * settings.num_layers
-            sampling = (settings.temperature, sample_seed(settings.seed, prompt_id, trial.number)) if arm.sampled else None
+            seed = sample_seed(settings.seed, prompt_id, trial.number)
+            sampling = (settings.temperature, seed) if arm.sampled else None
             asked.append((key, trial, SteerRequest(prompt_id, vector_key(arm, prompt_id, settings.mismatch),
                                                    alpha, gamma, arm.in_context, sampling)))
     return asked

@@ -1,19 +1,22 @@
 """The arms of a sweep: each steered method, and the controls that separate what steering does from what the
-prompt change and best-of-k selection against the gold answer do by themselves. Pure Python (trial workers
-import it).
+prompt change, the gold text in the prompt and best-of-k selection against the gold answer do by themselves.
+Pure Python (trial workers import it).
 
-| arm                  | prompt  | steering vector                                   | trials                   |
-|----------------------|---------|---------------------------------------------------|--------------------------|
-| `baseline`           | bare q  | none                                              | - (the select stage)     |
-| `prompt_only`        | steered | none (weights 0: the hook adds nothing)           | 1                        |
-| `full`, `segmented`  | steered | the prompt's own reference vector (gold answer)   | search.trials, tuned     |
-| `METHOD-random`      | steered | a seeded random vector, each layer's norm = gold's | as METHOD, same seeds   |
-| `METHOD-mismatched`  | steered | another prompt's reference vector (a derangement) | as METHOD, same seeds    |
+| arm                 | prompt                   | steering vector                                  | trials        |
+|---------------------|--------------------------|--------------------------------------------------|---------------|
+| `baseline`          | bare q                   | none                                             | - (select)    |
+| `prompt_only`       | steered                  | none (weights 0: the hook adds nothing)          | 1             |
+| `in_context`        | reference text + steered | none                                             | 1             |
+| `sampled`           | steered, sampled         | none                                             | search.trials |
+| `full`, `segmented` | steered                  | the prompt's own reference vector (gold answer)  | search.trials |
+| `METHOD-random`     | steered                  | seeded, with gold's ||v - mu_q|| on every layer  | as METHOD     |
+| `METHOD-mismatched` | steered                  | another prompt's reference vector (derangement)  | as METHOD     |
 
 Controls run for every method: each method is judged against its own controls, which share its search space,
 budget, objective and Optuna seed (with fewer trials than TPE's start-up count, the very same weights), so a
-method-vs-control difference is the vector's doing alone. Every tuned arm keeps its best trial by the
-objective, which scores overlap with the gold answer: an oracle selection, labelled so wherever it is shown.
+method-vs-control difference is the vector's doing alone. Every arm that sees the gold answer is an oracle,
+labelled so wherever it is shown: the tuned arms and `sampled` keep their best trial by the objective, which
+scores overlap with the gold answer; `in_context` has the gold answer and explanation in its prompt.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-BASELINE, PROMPT_ONLY = "baseline", "prompt_only"
+BASELINE, PROMPT_ONLY, IN_CONTEXT, SAMPLED = "baseline", "prompt_only", "in_context", "sampled"
+VECTOR_CONTROLS = ("random", "mismatched")
 
 
 @dataclass(frozen=True)
@@ -29,32 +33,39 @@ class Arm:
     name: str  # the `method` column of trials/best/grades
     method: str | None  # the search space it tunes (full / segmented); None: not tuned
     vectors: str  # gold | random | mismatched | none
+    in_context: bool = False  # the reference text (gold answer and explanation) before the question
+    sampled: bool = False  # temperature sampling, seeded per trial, instead of greedy decoding
 
     @property
     def oracle(self) -> bool:
-        """Best of k trials picked against the gold answer."""
-        return self.method is not None
+        """Sees the gold answer: best of k trials picked against it, or it in the prompt."""
+        return self.method is not None or self.in_context or self.sampled
+
+
+UNSTEERED = {PROMPT_ONLY: Arm(PROMPT_ONLY, None, "none"), IN_CONTEXT: Arm(IN_CONTEXT, None, "none", in_context=True),
+             SAMPLED: Arm(SAMPLED, None, "none", sampled=True)}
 
 
 def sweep_arms(methods: list[str], controls: list[str]) -> list[Arm]:
-    """The tuned and control arms of a sweep, in report order."""
-    arms = [Arm(PROMPT_ONLY, None, "none")] if PROMPT_ONLY in controls else []
+    """The tuned and control arms of a sweep, in report order: the unsteered references, then the methods,
+    then each vector control."""
+    arms = [arm for name, arm in UNSTEERED.items() if name in controls]
     arms += [Arm(m, m, "gold") for m in methods]
-    for control in ("random", "mismatched"):
+    for control in VECTOR_CONTROLS:
         if control in controls:
             arms += [Arm(f"{m}-{control}", m, control) for m in methods]
     return arms
 
 
 def arm_by_name(name: str) -> Arm:
-    if name == PROMPT_ONLY:
-        return Arm(PROMPT_ONLY, None, "none")
+    if name in UNSTEERED:
+        return UNSTEERED[name]
     method, _, control = name.partition("-")
     return Arm(name, method, control or "gold")
 
 
 def label(name: str) -> str:
-    """How reports, plots and MLflow name an arm: tuned arms say that their pick is an oracle."""
+    """How reports, plots and MLflow name an arm: arms that see the gold answer say they are oracles."""
     return f"{name} (oracle)" if name != BASELINE and arm_by_name(name).oracle else name
 
 
@@ -76,7 +87,8 @@ def derangement(prompt_ids: list[int], seed: int) -> dict[int, int]:
 
 
 def vector_key(arm: Arm, prompt_id: int, mismatch: dict[int, int]) -> str:
-    """The name of the steering vector in vectors.safetensors for this arm and prompt."""
+    """The name of the steering vector in vectors.safetensors for this arm and prompt (the unsteered arms'
+    weights are 0, so their own gold vector is carried and adds nothing)."""
     if arm.vectors == "random":
         return f"random/{prompt_id}"
     if arm.vectors == "mismatched":

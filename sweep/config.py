@@ -15,7 +15,8 @@ from omegaconf.errors import OmegaConfBaseException
 from .errors import ConfigError
 
 METHODS = ("full", "segmented")
-CONTROLS = ("prompt_only", "random", "mismatched")
+CONTROLS = ("prompt_only", "random", "mismatched", "in_context", "sampled")
+SPACES = ("product", "paper")
 
 
 @dataclass
@@ -56,6 +57,8 @@ class PromptConfig:
 @dataclass
 class GenerationConfig:
     max_new_tokens: int = 100
+    # The `sampled` arm's temperature (seeded per trial); every other arm decodes greedily.
+    sampled_temperature: float = 0.7
 
 
 @dataclass
@@ -70,6 +73,11 @@ class SteeringConfig:
 @dataclass
 class SearchConfig:
     trials: int = 5
+    # "product": one strength alpha*gamma per segment, log-uniform in [strength_low, strength_high] (the hook
+    # depends on the product alone; docs/steering-modes.md). "paper": alpha and gamma, each uniform.
+    space: str = "product"
+    strength_low: float = 1e-4
+    strength_high: float = 1.0
     alpha_low: float = 0.01
     alpha_high: float = 1.0
     gamma_low: float = 0.01
@@ -149,7 +157,8 @@ class SweepConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
-    # Control arms beside the methods (docs/architecture.md, "Arms"); [] turns them off.
+    # The arms beside the methods (docs/architecture.md, "Arms"): the unsteered references (prompt_only,
+    # in_context, sampled) and the vector controls (random, mismatched); [] runs the methods alone.
     controls: list[str] = field(default_factory=lambda: list(CONTROLS))
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
@@ -165,6 +174,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "steering.mean": ("all", "exclude_sink"),
     "judge.kind": ("exact", "local", "http"),
     "scoring.objective": ("paper", "fluent"),
+    "search.space": SPACES,
 }
 
 # Keys that change how a sweep runs, not what it computes: a run directory may be resumed with other values.
@@ -262,10 +272,12 @@ def validate(cfg: SweepConfig) -> None:
         raise ConfigError(f"controls={cfg.controls} is not valid; choose from: {', '.join(CONTROLS)} (or [])")
     if cfg.search.trials < 1:
         raise ConfigError(f"search.trials={cfg.search.trials} must be at least 1")
-    for name in ("alpha", "gamma"):
+    for name in ("alpha", "gamma", "strength"):
         low, high = getattr(cfg.search, f"{name}_low"), getattr(cfg.search, f"{name}_high")
         if not 0.0 < low < high <= 1.0:
-            raise ConfigError(f"search.{name}_low/high = {low}/{high}: need 0 < low < high <= 1 (the paper's range)")
+            raise ConfigError(f"search.{name}_low/high = {low}/{high}: need 0 < low < high <= 1")
+    if not cfg.generation.sampled_temperature > 0:
+        raise ConfigError(f"generation.sampled_temperature={cfg.generation.sampled_temperature} must be above 0")
     for key, value in (("data.rows", cfg.data.rows), ("generation.max_new_tokens", cfg.generation.max_new_tokens),
                        ("cluster.max_batch", cfg.cluster.max_batch), ("search.in_flight", cfg.search.in_flight)):
         if value < 1:

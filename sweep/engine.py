@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -15,8 +16,25 @@ from .steering import Positions, Steer, fusion_hooks
 PERPLEXITY_BATCH = 8  # windows per scoring pass: logits are [batch, window, vocab] floats
 
 
+def token_picker(sampling: Sequence[tuple[float, int] | None], device: torch.device) -> Callable[[Tensor], Tensor]:
+    """last-position logits [batch, vocab] -> next tokens [batch]: argmax, except for the rows given a
+    (temperature, seed), which sample from softmax(logits / temperature) with a generator of their own, so a
+    row's tokens depend on its seed alone, not on the rows beside it."""
+    generators = [None if s is None else (s[0], torch.Generator(device).manual_seed(s[1])) for s in sampling]
+
+    def pick(logits: Tensor) -> Tensor:
+        tokens = logits.argmax(-1)
+        for row, sampler in enumerate(generators):
+            if sampler is not None:
+                temperature, generator = sampler
+                probs = torch.softmax(logits[row].float() / temperature, dim=-1)
+                tokens[row] = torch.multinomial(probs, 1, generator=generator)[0]
+        return tokens
+    return pick
+
+
 class Engine:
-    """One model and its tokenizer, generating greedily with per-row steering.
+    """One model and its tokenizer, generating greedily (or sampling, rows that ask) with per-row steering.
 
     Steered generation is faithful by default (the paper's loop: KV cache off, the whole sequence recomputed
     and re-steered at every step) or cached (KV cache on, running mean; see steering.py). Unsteered
@@ -48,20 +66,24 @@ class Engine:
 
     @torch.no_grad()
     def generate(self, texts: list[str], max_new_tokens: int, templated: bool = False,
-                 steer: Steer | None = None, stop_at_eos: bool = True) -> list[str]:
-        """Greedy continuations of `texts` (left-padded into one batch), one row per text."""
+                 steer: Steer | None = None, stop_at_eos: bool = True,
+                 sampling: Sequence[tuple[float, int] | None] | None = None) -> list[str]:
+        """Greedy continuations of `texts` (left-padded into one batch), one row per text; `sampling` gives
+        rows a (temperature, seed) to sample with instead (token_picker)."""
         ids, mask = self.encode(texts, templated)
         use_cache = steer is None or steer.cached
+        pick = token_picker(sampling or [None] * len(texts), self.device)
         if steer is None:
-            new = self._greedy(ids, mask, max_new_tokens, None, use_cache, stop_at_eos)
+            new = self._greedy(ids, mask, max_new_tokens, None, use_cache, stop_at_eos, pick)
         else:
             with fusion_hooks(self.layers, steer) as positions:
-                new = self._greedy(ids, mask, max_new_tokens, positions, use_cache, stop_at_eos,
+                new = self._greedy(ids, mask, max_new_tokens, positions, use_cache, stop_at_eos, pick,
                                    steer.exclude_sink)
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
     def _greedy(self, ids: Tensor, mask: Tensor, max_new_tokens: int, positions: Positions | None,
-                use_cache: bool, stop_at_eos: bool, exclude_sink: bool = False) -> Tensor:
+                use_cache: bool, stop_at_eos: bool, pick: Callable[[Tensor], Tensor],
+                exclude_sink: bool = False) -> Tensor:
         """ids, mask: [batch, prompt] -> new tokens [batch, <= max_new_tokens] (pads after a row's EOS)."""
         prompt_len = ids.shape[1]
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=self.device)
@@ -77,7 +99,7 @@ class Engine:
             out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_positions,
                              use_cache=use_cache, logits_to_keep=1, **{self._cache_arg: past})
             past = getattr(out, self._cache_arg) if use_cache else None
-            token = torch.where(done, torch.full_like(done, pad, dtype=torch.long), out.logits[:, -1].argmax(-1))
+            token = torch.where(done, torch.full_like(done, pad, dtype=torch.long), pick(out.logits[:, -1]))
             ids = torch.cat([ids, token[:, None]], dim=1)
             mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
             if stop_at_eos:

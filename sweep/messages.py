@@ -26,6 +26,8 @@ class SteerRequest:
     vector: str  # the steering vector's name in the vectors file (another prompt's for the mismatched control)
     alpha: list[float]  # [layers]
     gamma: list[float]  # [layers]
+    in_context: bool = False  # the prompt's reference text (gold answer and explanation) before its question
+    sampling: tuple[float, int] | None = None  # (temperature, seed): sampled decoding; None: greedy
 
 
 @dataclass(frozen=True)

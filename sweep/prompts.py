@@ -18,6 +18,12 @@ def steered(question: str) -> str:
     return f"Question: {question}\nAnswer and explanation:"
 
 
+def in_context(question: str, reference_text: str) -> str:
+    """The `in_context` arm's prompt: the text a gold vector averages over (reference_answer), given as
+    context before the steered prompt, so the arm shows what steering toward that text is up against."""
+    return f"Context: {reference_text}\n\n{steered(question)}"
+
+
 def reference_answer(answer: str, explanation: str) -> str:
     """What a gold reference vector averages over: the gold answer, then the model's explanation."""
     return f"{answer}\n{explanation}"

@@ -47,6 +47,7 @@ class ReplicaModel:
         self._vectors: dict[str, Tensor] = {}
         self._questions: dict[int, str] = {}
         self._answers: dict[int, str] = {}
+        self._references: dict[int, str] = {}
         self.busy_s = 0.0
         self.batch_sizes: list[int] = []
         self.vector_loads = 0
@@ -78,6 +79,7 @@ class ReplicaModel:
         references = read_rows(run.table("references"))
         self._questions = {r["prompt_id"]: r["question"] for r in references}
         self._answers = {r["prompt_id"]: r["answer"] for r in references}
+        self._references = {r["prompt_id"]: r["reference_text"] for r in references}
         self.settings = settings
         self.vector_loads += 1
 
@@ -89,11 +91,15 @@ class ReplicaModel:
         if missing:
             raise KeyError(f"no steering vector {', '.join(missing[:5])} in {settings.vectors_file}")
         started = time.perf_counter()
+        # Every arm is scored on the steered prompt: in_context's reference text would give its overlap away.
         questions = [prompts.steered(self._questions[r.prompt_id]) for r in requests]
-        rendered = [prompts.render(self.engine.tokenizer, q, settings.chat_template) for q in questions]
+        shown = [prompts.in_context(self._questions[r.prompt_id], self._references[r.prompt_id]) if r.in_context
+                 else q for r, q in zip(requests, questions)]
+        rendered = [prompts.render(self.engine.tokenizer, q, settings.chat_template) for q in shown]
         steer = steer_rows(torch.stack([self._vectors[r.vector] for r in requests]),
                            [(r.alpha, r.gamma) for r in requests], settings.exclude_sink, settings.cached)
-        texts = self.engine.generate(rendered, settings.max_new_tokens, settings.chat_template, steer)
+        texts = self.engine.generate(rendered, settings.max_new_tokens, settings.chat_template, steer,
+                                     sampling=[r.sampling for r in requests])
         scored = [scored_text(q, t, settings.include_prompt) for q, t in zip(questions, texts)]
         perplexities = self.scorer.perplexity(scored, settings.perplexity_window)
         overlaps = [token_overlap(self._answers[r.prompt_id], s) for r, s in zip(requests, scored)]

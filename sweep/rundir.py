@@ -32,6 +32,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("judge_parsed", pa.bool_()), ("grade", pa.string()), ("exact_grade", pa.string()),
         ("composite", pa.float64()), ("accurate_paper", pa.bool_()), ("accurate", pa.bool_()),
     ]),
+    "shift_norms": pa.schema([  # the vectors stage: per arm with a vector, mean over a segment of ||v - mu_q||
+        ("prompt_id", pa.int64()), ("method", pa.string()), ("segment", pa.string()), ("norm", pa.float64()),
+    ]),
     "timings": pa.schema([
         ("prompt_id", pa.int64()), ("method", pa.string()), ("trial", pa.int64()), ("seconds", pa.float64()),
     ]),

@@ -30,7 +30,7 @@ from .arms import Arm, arm_by_name, vector_key
 from .messages import SteeredOutput, SteerRequest, SteerSettings
 from .rundir import write_bytes_atomic
 from .scoring import objective
-from .weights import SEGMENT_NAMES, layer_weights
+from .weights import group_names, layer_weights, stored_params
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -43,6 +43,9 @@ class StudySettings:
     seed: int
     alpha: tuple[float, float]
     gamma: tuple[float, float]
+    space: str  # search.space: product | paper
+    strength: tuple[float, float]  # the product space's range
+    temperature: float  # the sampled arm's
     num_layers: int
     segments: list[tuple[int, int]]
     steer: SteerSettings  # what the replicas need to run a trial
@@ -74,19 +77,28 @@ def parse_key(key: str) -> tuple[int, str]:
 
 
 def budget(arm: Arm, trials: int) -> int:
-    """prompt_only has nothing to tune: one trial."""
-    return trials if arm.method else 1
+    """The tuned arms and `sampled` (best of k samples) run `trials`; prompt_only and in_context, greedy with
+    nothing to tune, one."""
+    return trials if arm.method or arm.sampled else 1
 
 
 def search_space(arm: Arm, settings: StudySettings) -> dict[str, FloatDistribution]:
-    """The paper's space: alpha, gamma uniform in [0.01, 1] for all layers (full) or per segment; none for
-    prompt_only, whose weights are all zero."""
-    groups = {"full": ["all"], "segmented": list(SEGMENT_NAMES), None: []}[arm.method]
+    """For all layers (full) or per segment: the product space's strength alpha*gamma, log-uniform; or the
+    paper's alpha and gamma, each uniform in [0.01, 1]. None for the unsteered arms, whose weights are 0."""
     space = {}
-    for group in groups:
-        space[f"alpha_{group}"] = FloatDistribution(*settings.alpha)
-        space[f"gamma_{group}"] = FloatDistribution(*settings.gamma)
+    for group in group_names(arm.method):
+        if settings.space == "product":
+            space[f"alpha_{group}"] = FloatDistribution(*settings.strength, log=True)
+        else:
+            space[f"alpha_{group}"] = FloatDistribution(*settings.alpha)
+            space[f"gamma_{group}"] = FloatDistribution(*settings.gamma)
     return space
+
+
+def sample_seed(seed: int, prompt_id: int, trial: int) -> int:
+    """The `sampled` arm's per-trial seed: its texts depend on (run seed, prompt, trial) alone, whatever batch
+    the trial runs in."""
+    return zlib.crc32(f"{seed}/sampled/{prompt_id}/{trial}".encode())
 
 
 def study_seed(seed: int, prompt_id: int, arm: Arm) -> int:
@@ -183,11 +195,14 @@ def _ask_round(states: dict[str, StudyState], settings: StudySettings) -> list[t
         for _ in range(min(settings.in_flight, budget(arm, settings.trials) - completed(state))):
             trial = state.study.ask(space)
             if arm.method:
-                alpha, gamma = layer_weights(trial.params, settings.num_layers, settings.segments)
+                params = stored_params(trial.params, settings.space)
+                alpha, gamma = layer_weights(params, settings.num_layers, settings.segments)
             else:
                 alpha = gamma = [0.0] * settings.num_layers
+            seed = sample_seed(settings.seed, prompt_id, trial.number)
+            sampling = (settings.temperature, seed) if arm.sampled else None
             asked.append((key, trial, SteerRequest(prompt_id, vector_key(arm, prompt_id, settings.mismatch),
-                                                   alpha, gamma)))
+                                                   alpha, gamma, arm.in_context, sampling)))
     return asked
 
 
@@ -196,7 +211,8 @@ def _tell(state: StudyState, key: str, trial: optuna.Trial, vector: str, out: St
     value = objective(out.overlap, out.perplexity, out.repetition, settings.objective)
     state.study.tell(trial, value)
     prompt_id, arm = parse_key(key)
-    row = {"prompt_id": prompt_id, "method": arm, "trial": completed(state), **trial.params, "vector": vector, "text": out.text,
+    params = stored_params(trial.params, settings.space)
+    row = {"prompt_id": prompt_id, "method": arm, "trial": completed(state), **params, "vector": vector, "text": out.text,
            "overlap": out.overlap, "perplexity": out.perplexity, "repetition": out.repetition,
            "distinct_2": out.distinct_2, "objective": value, "seconds": out.seconds}
     state.rows.append(row)

@@ -1,5 +1,10 @@
-"""How a trial's parameters become per-layer weights: the three layer segments, and one (alpha, gamma)
-per layer. Pure Python, so that Tune's trial workers need no torch."""
+"""How a trial's parameters become per-layer weights: the three layer segments, the two search spaces, and
+one (alpha, gamma) per layer. Pure Python, so that Tune's trial workers need no torch.
+
+The hook's alpha * (x + gamma * (v - mu)) + (1 - alpha) * x is x + alpha * gamma * (v - mu): only the product
+matters (docs/steering-modes.md). The `product` space searches that strength, log-uniform, one per group; its
+trials are stored in the paper's columns as alpha = strength, gamma = 1, so every reader of trials.parquet
+handles both spaces alike."""
 
 from __future__ import annotations
 
@@ -18,6 +23,19 @@ def segment_bounds(num_layers: int, starts: list[int]) -> list[tuple[int, int]]:
         raise ValueError(f"segment starts {starts} must begin at 0, increase, and stay below {num_layers} layers")
     ends = [*starts[1:], num_layers]
     return list(zip(starts, ends))
+
+
+def group_names(method: str | None) -> list[str]:
+    """The parameter groups of a method: one for all layers (full), one per segment, none when not tuned."""
+    return {"full": ["all"], "segmented": list(SEGMENT_NAMES), None: []}[method]
+
+
+def stored_params(params: dict[str, float], space: str) -> dict[str, float]:
+    """A trial's parameters as trials.parquet stores them: the product space's strength `alpha_G` with its
+    `gamma_G` = 1; the paper's space as sampled."""
+    if space == "paper":
+        return dict(params)
+    return {**params, **{f"gamma_{k.removeprefix('alpha_')}": 1.0 for k in params}}
 
 
 def layer_weights(params: dict[str, float], num_layers: int,

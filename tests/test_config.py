@@ -38,7 +38,7 @@ def test_overriding_the_model_name_loads_that_models_spec():
     ("model.colour=red", "unknown config key 'model.colour'"),
     ("search.trials=many", "search.trials"),
     ("generation.max_new_tokens", "must be key=value"),
-    ("controls=[placebo]", "controls=['placebo'] is not valid; choose from: prompt_only, random, mismatched"),
+    ("controls=[placebo]", "controls=['placebo'] is not valid; choose from: prompt_only, random, mismatched, in_context, sampled"),
     ("cluster.num_replicas=0", "cluster.num_replicas=0 must be 'auto' or a whole number"),
     ("cluster.num_replicas=many", "cluster.num_replicas='many' must be 'auto'"),
     ("scoring.objective=loss", "choose one of: paper, fluent"),

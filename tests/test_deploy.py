@@ -51,11 +51,11 @@ def tail(path: Path, chars: int = 4000) -> str:
 
 
 def assert_smoke_studies(trials) -> dict[tuple[int, str], int]:  # noqa: ANN001 - a DataFrame
-    """conf/smoke.yaml's studies, all finished: 4 prompts x 7 arms (2 methods, their random and mismatched
-    controls: 2 trials each; prompt_only: 1). Returns {(prompt_id, arm): trials}."""
+    """conf/smoke.yaml's studies, all finished: 4 prompts x 9 arms (2 methods, their random and mismatched
+    controls, sampled: 2 trials each; prompt_only, in_context: 1). Returns {(prompt_id, arm): trials}."""
     studies = trials.groupby(["prompt_id", "method"]).size()
     expected = {"full": 2, "segmented": 2, "full-random": 2, "segmented-random": 2, "full-mismatched": 2,
-                "segmented-mismatched": 2, "prompt_only": 1}
+                "segmented-mismatched": 2, "sampled": 2, "prompt_only": 1, "in_context": 1}
     assert {(p, m): n for (p, m), n in studies.items()} == {
         (p, m): n for p in trials["prompt_id"].unique() for m, n in expected.items()}
     assert trials["prompt_id"].nunique() == 4

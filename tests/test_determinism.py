@@ -22,4 +22,5 @@ def test_two_runs_of_one_config_write_identical_trials_and_grades(tmp_path):
     for table in ("trials", "best", "grades", "transfer"):
         first, second = (pd.read_parquet(out / f"{table}.parquet") for out in outs)
         pd.testing.assert_frame_equal(first, second, check_exact=True, obj=table)
-    assert len(pd.read_parquet(outs[0] / "trials.parquet")) == 5 * (6 * 3 + 1)
+    # 6 tuned arms and sampled: 3 trials each; prompt_only and in_context: one.
+    assert len(pd.read_parquet(outs[0] / "trials.parquet")) == 5 * (7 * 3 + 2)

@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
@@ -18,8 +18,9 @@ from sweep.rundir import SCHEMAS
 from conftest import CONF, REPO
 
 pytestmark = pytest.mark.slow
-ARMS = ["full", "full-mismatched", "full-random", "prompt_only", "segmented", "segmented-mismatched",
-        "segmented-random"]
+ARMS = ["full", "full-mismatched", "full-random", "in_context", "prompt_only", "sampled", "segmented",
+        "segmented-mismatched", "segmented-random"]
+ONE_TRIAL = ["in_context", "prompt_only"]  # the others run search.trials
 STUDIES = 4 * len(ARMS)
 
 
@@ -55,8 +56,11 @@ def test_every_stage_file_is_written_with_its_schema(smoke_run):
     ids = sorted(str(p["prompt_id"]) for p in prompts)
     assert sorted(vectors) == sorted([f"gold/{i}" for i in ids] + [f"random/{i}" for i in ids])
     assert {tuple(v.shape) for v in vectors.values()} == {(30, 576)}
-    for i in ids:  # the random control keeps each layer's norm
-        torch.testing.assert_close(vectors[f"random/{i}"].norm(dim=-1), vectors[f"gold/{i}"].norm(dim=-1))
+    norms = pq.read_table(out / "shift_norms.parquet").to_pandas().set_index(["prompt_id", "method", "segment"])
+    assert len(norms) == 4 * 6 * 3  # prompts x arms with a vector x segments
+    for method in ("full", "segmented"):  # the random control injects the gold vector's shift norm
+        random = norms.xs(f"{method}-random", level="method")["norm"]
+        pd.testing.assert_series_equal(random, norms.xs(method, level="method")["norm"], rtol=1e-5)
     assert (out / "config.yaml").read_text().count("quantization: none") == 1
     report = (out / "report.md").read_text()
     assert "## Headline: each arm" in report and "Holm adjusts these p-values together" in report
@@ -85,8 +89,10 @@ def test_each_study_ran_exactly_its_budget_and_best_is_its_maximum(smoke_run):
     out, _, _ = smoke_run
     trials = pq.read_table(out / "trials.parquet").to_pandas()
     counts = trials.groupby(["prompt_id", "method"]).size()
-    assert len(counts) == STUDIES and set(counts.drop("prompt_only", level="method")) == {2}
-    assert set(counts.xs("prompt_only", level="method")) == {1}
+    assert len(counts) == STUDIES and set(counts.drop(ONE_TRIAL, level="method")) == {2}
+    assert set(counts[counts.index.get_level_values("method").isin(ONE_TRIAL)]) == {1}
+    sampled = trials[trials["method"] == "sampled"]
+    assert sampled["alpha_all"].isna().all() and (sampled.groupby("prompt_id")["text"].nunique() > 1).any()
     assert not trials.duplicated(["prompt_id", "method", "trial"]).any()
     full = trials[trials["method"] == "full"]
     assert full[["alpha_all", "gamma_all"]].notna().all().all()
@@ -121,7 +127,7 @@ def test_mlflow_has_one_parent_and_one_child_per_study_with_a_step_per_trial(smo
     assert all(r.info.status == "FINISHED" for r in runs)
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "objective")]
-        assert sorted(steps) == ([0] if child.data.tags["fusion_steering.method"] == "prompt_only" else [0, 1])
+        assert sorted(steps) == ([0] if child.data.tags["fusion_steering.method"] in ONE_TRIAL else [0, 1])
         assert {"final.composite", "final.judge_score", "overlap", "perplexity"} <= set(child.data.metrics)
     summary = client.get_run(parents[0].info.run_id).data.metrics
     assert {"baseline.simpleqa_correct", "prompt_only.accuracy", "oracle.full.accuracy",

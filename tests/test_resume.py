@@ -1,7 +1,8 @@
 """Resume after the driver is SIGKILLed mid-sweep: no trial twice, every study ends with its budget, no
 MLflow run left RUNNING or duplicated, and trials.parquet equal to an uninterrupted run with the same seed
 (batches are composed by the config, so even the scores match). The model is the tiny random one: resume is
-about orchestration, and it keeps the test fast. Controls are on: prompt_only's single trial resumes too."""
+about orchestration, and it keeps the test fast. Controls are on: the single-trial arms (prompt_only,
+in_context) resume too, and `sampled`'s seeded samples come out the same."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from conftest import (QUESTIONS, REPO, finish_sweep, kill_process_tree, start_sw
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 BUDGET, PROMPTS, TUNED_ARMS = 4, 4, 6  # full, segmented and their random and mismatched controls
-STUDIES = PROMPTS * (TUNED_ARMS + 1)  # + prompt_only, one trial each
-TRIALS = PROMPTS * (TUNED_ARMS * BUDGET + 1)
+STUDIES = PROMPTS * (TUNED_ARMS + 3)  # + sampled (BUDGET trials), prompt_only and in_context (one trial each)
+TRIALS = PROMPTS * ((TUNED_ARMS + 1) * BUDGET + 2)
 
 
 def command(out: Path, csv: Path, *extra: str) -> list[str]:
@@ -62,7 +63,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, csv, uninte
     for run in runs:
         if run.data.tags.get("fusion_steering.role") == "study":
             steps = [m.step for m in client.get_metric_history(run.info.run_id, "objective")]
-            budget = 1 if run.data.tags["fusion_steering.method"] == "prompt_only" else BUDGET
+            budget = 1 if run.data.tags["fusion_steering.method"] in ("prompt_only", "in_context") else BUDGET
             assert sorted(steps) == list(range(budget))
 
 

@@ -31,7 +31,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[Session], None]] = {
 
 def artifacts(run: RunDir, stage: str) -> list[Path]:
     return {"select": [run.table("prompts"), run.dataset], "enrich": [run.table("references")],
-            "vectors": [run.vectors], "tune": [run.table("trials"), run.table("best"), run.table("timings")],
+            "vectors": [run.vectors, run.table("shift_norms")], "tune": [run.table("trials"), run.table("best"), run.table("timings")],
             "evaluate": [run.table("grades")], "transfer": [run.table("transfer")],
             "report": [run.report, run.report_html]}[stage]
 

@@ -52,7 +52,9 @@ def study_settings(session: Session, mismatch: dict[int, int]) -> StudySettings:
     layers = num_layers(session.replicas)
     return StudySettings(
         trials=cfg.search.trials, seed=cfg.seed, alpha=(cfg.search.alpha_low, cfg.search.alpha_high),
-        gamma=(cfg.search.gamma_low, cfg.search.gamma_high), num_layers=layers,
+        gamma=(cfg.search.gamma_low, cfg.search.gamma_high), space=cfg.search.space,
+        strength=(cfg.search.strength_low, cfg.search.strength_high),
+        temperature=cfg.generation.sampled_temperature, num_layers=layers,
         segments=segment_bounds(layers, list(cfg.steering.segment_starts)),
         steer=steer_settings(cfg, run, run.vectors.name), call_timeout_s=cfg.cluster.call_timeout_s,
         in_flight=cfg.search.in_flight, objective=cfg.scoring.objective, state_dir=str(run.tune_state),

@@ -1,0 +1,41 @@
+"""The strict deterministic SimpleQA grader behind the `exact` judge. The rules, with an example each, and how
+well they agree with labelled outputs: docs/grading.md."""
+
+from __future__ import annotations
+
+import re
+
+from .dates import parse_date_gold
+from .names import declines, grade_text, parse_text_gold
+from .numbers import parse_number_gold
+from .refusals import chosen_option, is_refusal, lists_options
+from .slots import Candidate, date_candidates, grade_slot, number_candidates
+from .text import clean, normalise, sentence_spans, words
+from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
+
+__all__ = ["CORRECT", "INCORRECT", "NOT_ATTEMPTED", "Verdict", "grade", "normalise"]
+
+def grade(question: str, gold: str, predicted: str) -> Verdict:
+    """SimpleQA's grade of `predicted` against `gold`, with whether a CORRECT answer was hedged."""
+    text = clean(predicted)
+    spans = sentence_spans(text)
+    if not re.search(r"[^\W_]", text):
+        return Verdict(NOT_ATTEMPTED, reason="empty answer")
+    if not words(gold):  # nothing folds to ASCII (e.g. "牛"): the gold as written must appear
+        found = gold.strip().casefold() in text.casefold()
+        return Verdict(CORRECT, reason="the gold answer is given") if found else Verdict(
+            NOT_ATTEMPTED if declines(text, spans, set()) else INCORRECT, reason="the gold answer is not given")
+    if lists_options(text):  # multiple choice: only the option it then picks is its answer
+        if (text := chosen_option(text)) is None:
+            return Verdict(INCORRECT, reason="lists several options")
+        spans = sentence_spans(text)
+    refusing = [(s, e) for s, e in spans if is_refusal(text[s:e])]
+
+    def answerable(candidates: list[Candidate]) -> list[Candidate]:
+        return [c for c in candidates if not any(s <= c.start < e for s, e in refusing)]
+
+    if (when := parse_date_gold(gold)) is not None:
+        return grade_slot(text, answerable(date_candidates(text, question, when)), spans)
+    if (number := parse_number_gold(question, gold)) is not None:
+        return grade_slot(text, answerable(number_candidates(text, question, number)), spans)
+    return grade_text(text, question, parse_text_gold(question, gold), spans)

@@ -1,0 +1,119 @@
+"""Numbers: numerals, number words, significant figures, a number or range gold."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .text import words
+
+_NUMERAL = re.compile(
+    r"(?<![\w.,])(?P<int>\d{1,3}(?:(?:,|[ \u00a0\u202f\u2009])\d{3})+(?!\d)|\d+)(?P<dec>\.\d+)?"
+    r"(?:(?P<ord>st|nd|rd|th)|(?P<mag>k|mn|bn)|\s?(?P<magword>thousand|million|billion)|\s?(?P<pct>%|percent))?"
+    r"(?![\w%])", re.I)
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+          "sixteen seventeen eighteen nineteen").split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_NUMBER_WORD = re.compile(r"\b(?:(?P<tens>" + "|".join(_TENS) + r")(?:[- ](?P<unit>" + "|".join(_UNITS[1:10])
+                          + r"))?|(?P<small>" + "|".join(_UNITS) + r"))\b", re.I)
+_MAGNITUDE = {"k": 1e3, "thousand": 1e3, "mn": 1e6, "million": 1e6, "bn": 1e9, "billion": 1e9}
+
+
+@dataclass(frozen=True)
+class Number:
+    value: float
+    unit: float  # the place of the last significant figure: 1 for "1693", 10000 for "120k", 0.01 for "1.73"
+    start: int
+    end: int
+    plain: bool  # digits only: no separators, decimals, suffixes or ordinal
+    word: bool  # spelt out ("three")
+
+    @property
+    def year_like(self) -> bool:
+        return self.plain and not self.word and 100 <= self.value <= 9999
+
+
+def _numeral(match: re.Match) -> Number:
+    digits = re.sub(r"\D", "", match.group("int"))
+    decimals = match.group("dec") or ""
+    magnitude = _MAGNITUDE.get((match.group("mag") or match.group("magword") or "").lower(), 1.0)
+    if decimals:
+        unit = 10.0 ** -(len(decimals) - 1) * magnitude
+    elif magnitude != 1.0:  # "120k": trailing zeros are not significant
+        unit = 10.0 ** (len(digits) - len(digits.rstrip("0"))) * magnitude
+    else:
+        unit = 1.0
+    plain = match.group("int").isdigit() and not (decimals or magnitude != 1.0 or match.group("ord")
+                                                  or match.group("pct")) and not digits.startswith("0")
+    return Number(float(digits + decimals) * magnitude, unit, match.start(), match.end(), plain, False)
+
+
+def _number_word(match: re.Match) -> Number:
+    if match.group("small"):
+        value = _UNITS.index(match.group("small").lower())
+    else:
+        value = 10 * (_TENS.index(match.group("tens").lower()) + 2)
+        value += _UNITS.index(match.group("unit").lower()) if match.group("unit") else 0
+    return Number(float(value), 1.0, match.start(), match.end(), True, True)
+
+
+def numbers(text: str) -> list[Number]:
+    """Numerals ("1,200", "1 200", "120k", "1.73") and number words up to ninety-nine, in text order."""
+    found = [_numeral(m) for m in _NUMERAL.finditer(text)] + [_number_word(m) for m in _NUMBER_WORD.finditer(text)]
+    found.sort(key=lambda n: n.start)
+    for i in range(1, len(found)):  # "1950-52": the second year keeps the first one's century
+        first, second = found[i - 1], found[i]
+        if first.year_like and first.value >= 1000 and second.plain and not second.word and second.value < 100 \
+                and re.fullmatch(r"[-\u2013]", text[first.end:second.start]) and second.end - second.start == 2:
+            century = first.value - first.value % 100
+            value = century + second.value + (100 if century + second.value < first.value else 0)
+            found[i] = Number(value, 1.0, second.start, second.end, True, False)
+    return found
+
+
+@dataclass(frozen=True)
+class GoldNumber:
+    value: float
+    unit: float
+    year: bool
+    units: frozenset[str] = frozenset()  # the gold's unit words ("votes", "mm"): part of a candidate's span
+
+    def matches(self, value: float) -> bool:
+        """Right to the gold's last significant figure (rounding half up)."""
+        return self.value - self.unit / 2 <= value < self.value + self.unit / 2
+
+    def near(self, value: float) -> bool:
+        return abs(value - self.value) <= (10 if self.year else 0.25 * abs(self.value))
+
+
+@dataclass(frozen=True)
+class GoldRange:
+    low: GoldNumber
+    high: GoldNumber
+
+
+# "#" stands for a number: a currency sign before it, at most two unit words after it.
+_NUMBER_GOLD = re.compile(r"\s*(?:about|around|approximately|~)?\s*[$\u00a3\u20ac\u00a5]?\s*#"
+                          r"\s*(?:[a-z%]+(?:\s+[a-z]+)?)?\s*\.?\s*", re.I)
+# "X and Y" without "between" is a list of two (a text gold), not a range.
+_RANGE_GOLD = re.compile(r"\s*(?:between\s*#\s*(?:and|-|\u2013|\u2014)|(?:from\s*)?#\s*(?:-|\u2013|\u2014|to|until))"
+                         r"\s*#\s*\.?\s*", re.I)
+
+
+def _gold_number(number: Number, question: str, gold: str = "") -> GoldNumber:
+    year = number.year_like and (1000 <= number.value <= 2100 or "year" in question.lower())
+    return GoldNumber(number.value, number.unit, year, frozenset(w.text for w in words(gold[number.end:])))
+
+
+def parse_number_gold(question: str, gold: str) -> GoldNumber | GoldRange | None:
+    """A gold that is one number (with at most two unit words) or a range of two; else None."""
+    found = numbers(gold)
+    skeleton = gold
+    for n in reversed(found):
+        skeleton = skeleton[:n.start] + "#" + skeleton[n.end:]
+    if len(found) == 1 and _NUMBER_GOLD.fullmatch(skeleton):
+        return _gold_number(found[0], question, gold)
+    if len(found) == 2 and _RANGE_GOLD.fullmatch(skeleton):
+        low, high = sorted((_gold_number(n, question) for n in found), key=lambda g: g.value)
+        return GoldRange(low, high)
+    return None

@@ -16,6 +16,19 @@ _UNITS = ("zero one two three four five six seven eight nine ten eleven twelve t
 _TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
 _NUMBER_WORD = re.compile(r"\b(?:(?P<tens>" + "|".join(_TENS) + r")(?:[- ](?P<unit>" + "|".join(_UNITS[1:10])
                           + r"))?|(?P<small>" + "|".join(_UNITS) + r"))\b", re.I)
+_ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
+             "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth").split()
+# Only where the gold is an ordinal: elsewhere "first" and "second" are ordinary words.
+_ORDINAL_WORD = re.compile(r"\b(?:" + "|".join(_ORDINALS) + r")\b", re.I)
+# Units one answer may give in another scale than the gold ("4,600 cm" for "46 m"): (dimension, factor).
+_SCALES = {**dict.fromkeys(("mm", "millimetre", "millimetres", "millimeter", "millimeters"), ("length", 1e-3)),
+           **dict.fromkeys(("cm", "centimetre", "centimetres", "centimeter", "centimeters"), ("length", 1e-2)),
+           **dict.fromkeys(("m", "metre", "metres", "meter", "meters"), ("length", 1.0)),
+           **dict.fromkeys(("km", "kilometre", "kilometres", "kilometer", "kilometers"), ("length", 1e3)),
+           **dict.fromkeys(("mg", "milligram", "milligrams"), ("mass", 1e-3)),
+           **dict.fromkeys(("g", "gram", "grams"), ("mass", 1.0)),
+           **dict.fromkeys(("kg", "kilogram", "kilograms"), ("mass", 1e3)),
+           **dict.fromkeys(("tonne", "tonnes"), ("mass", 1e6))}
 _MAGNITUDE = {"k": 1e3, "thousand": 1e3, "mn": 1e6, "million": 1e6, "bn": 1e9, "billion": 1e9}
 
 
@@ -27,6 +40,7 @@ class Number:
     end: int
     plain: bool  # digits only: no separators, decimals, suffixes or ordinal
     word: bool  # spelt out ("three")
+    ordinal: bool = False  # "3rd", "third"
 
     @property
     def year_like(self) -> bool:
@@ -45,7 +59,8 @@ def _numeral(match: re.Match) -> Number:
         unit = 1.0
     plain = match.group("int").isdigit() and not (decimals or magnitude != 1.0 or match.group("ord")
                                                   or match.group("pct")) and not digits.startswith("0")
-    return Number(float(digits + decimals) * magnitude, unit, match.start(), match.end(), plain, False)
+    return Number(float(digits + decimals) * magnitude, unit, match.start(), match.end(), plain, False,
+                  bool(match.group("ord")))
 
 
 def _number_word(match: re.Match) -> Number:
@@ -57,9 +72,13 @@ def _number_word(match: re.Match) -> Number:
     return Number(float(value), 1.0, match.start(), match.end(), True, True)
 
 
-def numbers(text: str) -> list[Number]:
-    """Numerals ("1,200", "1 200", "120k", "1.73") and number words up to ninety-nine, in text order."""
+def numbers(text: str, ordinals: bool = False) -> list[Number]:
+    """Numerals ("1,200", "1 200", "120k", "1.73") and number words up to ninety-nine, in text order; with
+    `ordinals`, ordinal words up to "twentieth" too."""
     found = [_numeral(m) for m in _NUMERAL.finditer(text)] + [_number_word(m) for m in _NUMBER_WORD.finditer(text)]
+    if ordinals:
+        found += [Number(float(_ORDINALS.index(m.group().lower()) + 1), 1.0, m.start(), m.end(), True, True, True)
+                  for m in _ORDINAL_WORD.finditer(text)]
     found.sort(key=lambda n: n.start)
     for i in range(1, len(found)):  # "1950-52": the second year keeps the first one's century
         first, second = found[i - 1], found[i]
@@ -77,6 +96,15 @@ class GoldNumber:
     unit: float
     year: bool
     units: frozenset[str] = frozenset()  # the gold's unit words ("votes", "mm"): part of a candidate's span
+    scale: tuple[str, float] | None = None  # the gold's unit of length or mass, if any
+    ordinal: bool = False
+
+    def in_gold_scale(self, value: float, unit_word: str) -> float:
+        """`value` given in `unit_word` converted to the gold's unit of the same dimension (else unchanged)."""
+        other = _SCALES.get(unit_word)
+        if self.scale is None or other is None or other[0] != self.scale[0]:
+            return value
+        return value * other[1] / self.scale[1]
 
     def matches(self, value: float) -> bool:
         """Right to the gold's last significant figure (rounding half up)."""
@@ -102,12 +130,14 @@ _RANGE_GOLD = re.compile(r"\s*(?:between\s*#\s*(?:and|-|\u2013|\u2014)|(?:from\s
 
 def _gold_number(number: Number, question: str, gold: str = "") -> GoldNumber:
     year = number.year_like and (1000 <= number.value <= 2100 or "year" in question.lower())
-    return GoldNumber(number.value, number.unit, year, frozenset(w.text for w in words(gold[number.end:])))
+    unit_words = [w.text for w in words(gold[number.end:])]
+    scale = _SCALES.get(unit_words[0]) if unit_words else None
+    return GoldNumber(number.value, number.unit, year, frozenset(unit_words), scale, number.ordinal)
 
 
 def parse_number_gold(question: str, gold: str) -> GoldNumber | GoldRange | None:
     """A gold that is one number (with at most two unit words) or a range of two; else None."""
-    found = numbers(gold)
+    found = numbers(gold, ordinals=bool(_ORDINAL_WORD.fullmatch(gold.strip(" ."))))
     skeleton = gold
     for n in reversed(found):
         skeleton = skeleton[:n.start] + "#" + skeleton[n.end:]

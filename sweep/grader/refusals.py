@@ -31,7 +31,7 @@ _NEGATION = re.compile(r"\b(?:not|never|no|neither|nor|instead of|rather than|ot
 _NOT_A_NEGATION = re.compile(
     r"\b(?:not|never)\s+(?:\w+\s+)?(?:sure|certain|know|knew|aware|remember|recall|100)\b|n't\s+(?:\w+\s+)?"
     r"(?:sure|certain|know|knew|remember|recall)\b|\bno doubt\b|\bnot only\b|\bnot until\b|"
-    r"\bno(?:t)? (?:more|less|fewer|later|earlier|sooner) than\b", re.I)
+    r"\bno(?:t)? (?:more|less|fewer|later|earlier|sooner) than\b|\bnone other than\b", re.I)
 _NEGATED_AFTER = re.compile(
     r"(?:[^\w?]*\?\s*(?:no|nope|not)\b|\s*[,;:.!\u2013\u2014-]?\s*(?:no|nope)\s*[,.;:!\u2013\u2014]|"
     r"\s*(?:is|was|would be)\s+(?:wrong|incorrect|not (?:right|correct|true|accurate))\b)", re.I)
@@ -50,9 +50,21 @@ _DENIAL = re.compile(r"\b(?:not|never)\s+(?:\w+\s+){0,2}any\b|n't\s+(?:\w+\s+){0
 
 
 def is_refusal(sentence: str) -> bool:
-    """Declines to answer: "I don't know", "cannot find", a partial refusal; not when it goes on with "but"."""
-    return bool(PARTIAL_REFUSAL.search(sentence)
-                or (_REFUSAL.search(sentence.strip()) and not _CONTRAST.search(sentence)))
+    """Declines to answer: "I don't know", "cannot find", a partial refusal. What follows the last "but" decides:
+    "I'm sorry, but I don't have information" refuses, "I'm not sure, but I think it was X" answers."""
+    if PARTIAL_REFUSAL.search(sentence):
+        return True
+    contrasts = list(_CONTRAST.finditer(sentence))
+    if not contrasts:
+        return bool(_REFUSAL.search(sentence.strip()))
+    before, after = sentence[:contrasts[-1].start()], sentence[contrasts[-1].end():]
+    return bool(_REFUSAL.search(after)) and not _claims(before)
+
+
+def _claims(clause: str) -> bool:
+    """Holds a number or a capitalised word past its first ("Probably 1694", "Malia and Sasha", not "I'm sorry")."""
+    return bool(re.search(r"\d", clause)) or any(w[0].isupper() and w not in ("I", "I'm")
+                                                 for w in re.findall(r"[\w']+", clause)[1:])
 
 
 def is_hedged(text: str) -> bool:

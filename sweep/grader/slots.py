@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .dates import GoldDate, combine, compare_date, date_mentions, year_mentions
 from .numbers import GoldNumber, GoldRange, Number, numbers
 from .refusals import denies, is_hedged, is_negated, is_retracted, offers_alternative
+from .roles import cued_before, role_cues
 from .text import fold, sentence_at
 from .verdict import AMBIGUOUS, CONSISTENT, CORRECT, DIFFERENT, EQUAL, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -23,9 +24,11 @@ class Candidate:
 
 _APPROX = re.compile(r"(?:\b(?:around|about|approximately|approx\.?|roughly|nearly|almost|some|circa|ca\.|c\.|"
                      r"close to|an estimated|estimated)|~)\s*$", re.I)
-_ABOVE = re.compile(r"\b(?:more than|over|at least|above|greater than|exceeding|upwards of|in excess of|"
-                    r"no fewer than|no less than|after)\s*$", re.I)
-_BELOW = re.compile(r"\b(?:less than|fewer than|under|below|at most|up to|no more than|before)\s*$", re.I)
+# A bound that holds the gold neither confirms nor contradicts it: "at least 2" for 2, "more than 50k" for 120k.
+_AT_LEAST = re.compile(r"\b(?:at least|no fewer than|no less than|a minimum of)\s*$", re.I)
+_AT_MOST = re.compile(r"\b(?:at most|up to|no more than|a maximum of)\s*$", re.I)
+_ABOVE = re.compile(r"\b(?:more than|over|above|greater than|exceeding|upwards of|in excess of|after)\s*$", re.I)
+_BELOW = re.compile(r"\b(?:less than|fewer than|under|below|before)\s*$", re.I)
 _RANGE_GAP = re.compile(r"\s*(?:-|\u2013|\u2014|to|until|till|through|and)\s*", re.I)
 _GROUP_GAP = re.compile(r"[\s,;/]*(?:(?:or|and|either|maybe|perhaps|possibly|probably)\b[\s,;/]*)*", re.I)
 _ALTERNATIVE_GAP = re.compile(r"\b(?:or|either|maybe|perhaps|possibly|probably)\b|/", re.I)
@@ -33,7 +36,8 @@ _ALTERNATIVE_GAP = re.compile(r"\b(?:or|either|maybe|perhaps|possibly|probably)\
 
 def _qualifier(text: str, start: int) -> str:
     before = text[max(0, start - 30):start]
-    for name, pattern in (("approx", _APPROX), ("above", _ABOVE), ("below", _BELOW)):
+    for name, pattern in (("approx", _APPROX), ("at_least", _AT_LEAST), ("at_most", _AT_MOST), ("above", _ABOVE),
+                          ("below", _BELOW)):
         if pattern.search(before):
             return name
     return ""
@@ -42,10 +46,10 @@ def _qualifier(text: str, start: int) -> str:
 def _number_status(gold: GoldNumber | GoldRange, value: float, qualifier: str) -> str:
     if isinstance(gold, GoldRange):
         return CONSISTENT if gold.low.value <= value <= gold.high.value else DIFFERENT
-    if qualifier == "above":
-        return CONSISTENT if gold.value > value else DIFFERENT
-    if qualifier == "below":
-        return CONSISTENT if gold.value < value else DIFFERENT
+    holds = {"above": gold.value > value, "below": gold.value < value, "at_least": gold.value >= value,
+             "at_most": gold.value <= value}
+    if qualifier in holds:
+        return CONSISTENT if holds[qualifier] else DIFFERENT
     if gold.matches(value):
         return EQUAL
     return CONSISTENT if qualifier == "approx" and gold.near(value) else DIFFERENT
@@ -94,7 +98,7 @@ def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) ->
             return n.year_like and len(str(int(n.value))) == len(str(int(point.value)))
         return not (n.year_like and 1000 <= n.value <= 2100) and not (n.word and n.value == 1)
 
-    found = [n for n in numbers(text) if could_answer(n)]
+    found = [n for n in numbers(text, ordinals=point.ordinal) if could_answer(n)]
     out, i = [], 0
     while i < len(found):
         n = found[i]
@@ -108,7 +112,9 @@ def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) ->
                 continue
         qualifier = _qualifier(text, n.start)
         end = _over_words(text, n.end, point.units)
-        out.append(Candidate(n.start, end, _number_status(gold, n.value, qualifier), n.value, qualifier == "approx"))
+        unit_word = _NEXT_WORD.match(text, n.end)
+        value = point.in_gold_scale(n.value, fold(unit_word.group(1)) if unit_word else "")
+        out.append(Candidate(n.start, end, _number_status(gold, value, qualifier), value, qualifier == "approx"))
         i += 1
     return out
 
@@ -145,9 +151,17 @@ def _several(text: str, candidates: list[Candidate], spans: list[tuple[int, int]
     return bool(either or joined or len(group) >= 3 or any(_ALTERNATIVE_GAP.search(g) for g in gaps))
 
 
-def grade_slot(text: str, candidates: list[Candidate], spans: list[tuple[int, int]]) -> Verdict:
+def in_role(text: str, question: str, candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates from the first one in the question's role on ("born in 1653, died in 1713" for a death year:
+    from 1713): a number or date in another role is no answer. All of them if none has a role cue."""
+    cues = role_cues(question)
+    cued = [i for i, c in enumerate(candidates) if cued_before(text, c.start, cues)]
+    return candidates[cued[0]:] if cued else candidates
+
+
+def grade_slot(text: str, question: str, candidates: list[Candidate], spans: list[tuple[int, int]]) -> Verdict:
     """Grade a number or date answer from its candidates (refusing sentences already left out)."""
-    live = [c for c in candidates if not is_negated(text, c.start, c.end)]
+    live = in_role(text, question, [c for c in candidates if not is_negated(text, c.start, c.end)])
     if any(c.status == EQUAL for c in candidates if c not in live):
         return Verdict(INCORRECT, reason="the gold answer is negated")
     if not live:

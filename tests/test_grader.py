@@ -114,7 +114,7 @@ CASES = [
     ("name", ROSENBLATT, "Michio Sugeno", "Michio Kaku", I),  # shares a word, different surname
     ("name", ROSENBLATT, "Michio Sugeno", "Michio Sugenoff", I),
     ("name", ROSENBLATT, "Michio Sugeno", "Michio Kakezawa received the award in 2010.", I),
-    ("name", LIEFDE, "De Liefde", "the ship Liefde", I),  # a text gold needs all its words
+    ("name", LIEFDE, "De Liefde", "the ship Liefde", NA),  # part of the gold, contradicting nothing
     # the answer is the first committed one: detail may follow, a rival may not precede
     ("ramble", VERKOLJE, "1693", "1693. He was born in Delft in 1632 and painted portraits.", C),
     ("ramble", VERKOLJE, "1693", "He died in 1693, aged 51.", C),

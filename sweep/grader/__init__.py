@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from .dates import parse_date_gold
-from .names import declines, grade_text, parse_text_gold
+from .commitment import declines, grade_text
+from .names import parse_text_gold
 from .numbers import parse_number_gold
 from .refusals import chosen_option, is_refusal, lists_options
 from .slots import Candidate, date_candidates, grade_slot, number_candidates

@@ -5,24 +5,31 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .refusals import (GUESS, PARTIAL_REFUSAL, denies, is_hedged, is_negated, is_refusal, is_retracted,
-                       offers_alternative)
 from .text import ARTICLES, Word, fold, sentence_at, words
-from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
 
 _SMALL_COUNT = ("two three four five six seven eight nine ten eleven twelve").split()
 _COUNT = re.compile(r"(?<![\w.,])(\d{1,2}|" + "|".join(_SMALL_COUNT) + r")\s+(?:children|people|[a-z]+s)\b", re.I)
 
 _FILLER = ARTICLES | {"of", "and"}
-_PARTICLES = frozenset("de van von der den da di du del della la le bin ibn al el y dos das".split())
-_TITLES = frozenset("dr doctor prof professor mr mrs ms miss sir dame lord lady saint st president king queen "
+PARTICLES = frozenset("de van von der den da di du del della la le bin ibn al el y dos das".split())
+TITLES = frozenset("dr doctor prof professor mr mrs ms miss sir dame lord lady saint st president king queen "
                     "prince princess general captain judge justice rev reverend father pope emperor".split())
-_PERSON_QUESTION = re.compile(r"\b(?:who|whom|whose)\b", re.I)
+# A who-question, or one asking for a person by a noun ("Which tennis player", "the name of the architect").
+_PERSON_QUESTION = re.compile(
+    r"\b(?:who|whom|whose)\b|\b(?:which|what|name of the)\s+(?:[\w-]+\s+){0,2}(?:person|people|man|woman|player|"
+    r"actor|actress|artist|painter|sculptor|writer|author|poet|novelist|composer|musician|singer|scientist|"
+    r"physicist|chemist|mathematician|economist|philosopher|politician|president|prime minister|minister|king|"
+    r"queen|emperor|architect|engineer|inventor|director|producer|designer|photographer|journalist|coach|"
+    r"manager|judge|bishop|pope|general|explorer|astronaut|athlete|cricketer|footballer|boxer|wrestler|"
+    r"chess player|mayor|governor|senator|founder|ceo|professor|student|historian|botanist|zoologist|"
+    r"biologist|astronomer|researcher|doctor|surgeon|lawyer|officer|soldier|pilot|chef|dancer|comedian)s?\b",
+    re.I)
 # Capitalised at the start of a sentence, but no answer: not a claim, not a rival name, never required.
-_SENTENCE_OPENERS = frozenset("he she it they the this that these those in on at there i a an as his her its "
+SENTENCE_OPENERS = frozenset("he she it they the this that these those in on at there i a an as his her its "
                               "their we you however but and so also although while when what who which to for "
                               "from with by of if yes no unfortunately sorry based without according please my "
-                              "our one some".split())
+                              "our one some sure here well okay ok note answer explanation let correct "
+                              "incorrect option options question step not never".split())
 _VOWELS = re.compile(r"[aeiou]")
 
 
@@ -37,6 +44,7 @@ class GoldItem:
 @dataclass(frozen=True)
 class GoldText:
     alternatives: tuple[tuple[GoldItem, ...], ...]  # any one alternative, all of its items
+    capitalised: bool = False  # the gold's first and last words are capitalised: a name
 
 
 def _one_edit(a: str, b: str) -> bool:
@@ -69,16 +77,16 @@ def same_token(a: str, b: str) -> bool:
 def _looks_like_name(text: str) -> bool:
     parts = text.split()
     return 0 < len(parts) <= 5 and not re.search(r"\d", text) and all(
-        p[0].isupper() or fold(p) in _PARTICLES for p in parts)
+        p[0].isupper() or fold(p) in PARTICLES for p in parts)
 
 
 def _gold_item(tokens: list[str], optional: list[str], question_words: set[str], others: set[str],
                person: bool) -> GoldItem:
     """Which of the item's words must appear; `optional` words may follow them."""
     own = [k for k, t in enumerate(tokens) if t not in others] or list(range(len(tokens)))
-    distinctive = [k for k in own if tokens[k] not in question_words | _SENTENCE_OPENERS] or own
+    distinctive = [k for k in own if tokens[k] not in question_words | SENTENCE_OPENERS] or own
     if person:
-        names = [k for k in distinctive if tokens[k] not in _PARTICLES] or distinctive
+        names = [k for k in distinctive if tokens[k] not in PARTICLES] or distinctive
         required = frozenset({names[-1]}) if names[-1] == len(tokens) - 1 or len(names) == 1 else frozenset(names)
     else:
         required = frozenset(distinctive)
@@ -116,10 +124,11 @@ def parse_text_gold(question: str, gold: str) -> GoldText:
             for i, tokens in enumerate(token_lists))
         if items:
             alternatives.append(items)
-    return GoldText(tuple(alternatives))
+    letters = re.findall(r"[^\W\d_][\w'-]*", gold)
+    return GoldText(tuple(alternatives), bool(letters) and letters[0][0].isupper() and letters[-1][0].isupper())
 
 
-def _covers(ws: list[Word], j: int, item: GoldItem) -> tuple[frozenset[int], int]:
+def covers(ws: list[Word], j: int, item: GoldItem) -> tuple[frozenset[int], int]:
     """Gold token indices that ws[j] stands for, and how many words that took."""
     word, tokens = ws[j], item.tokens
     for k in range(len(tokens) - 1):  # "Hyungwon" for "Hyung Won" (spelt exactly)
@@ -140,12 +149,12 @@ def locate(item: GoldItem, ws: list[Word], after: int = 0) -> tuple[int, int] | 
     for i, word in enumerate(ws):
         if word.start < after:
             continue
-        covered, step = _covers(ws, i, item)
+        covered, step = covers(ws, i, item)
         if not covered:
             continue
         seen, last, j, extra = set(covered), i + step - 1, i + step, 0
         while not item.required <= seen and j < len(ws):
-            more, step = _covers(ws, j, item)
+            more, step = covers(ws, j, item)
             if more:
                 seen |= more
                 last = j + step - 1
@@ -155,28 +164,28 @@ def locate(item: GoldItem, ws: list[Word], after: int = 0) -> tuple[int, int] | 
                     break
             j += step
         if item.required <= seen:
-            while last + 1 < len(ws) and (more := _covers(ws, last + 1, item))[0]:  # and the optional words after
+            while last + 1 < len(ws) and (more := covers(ws, last + 1, item))[0]:  # and the optional words after
                 last += more[1]
             return i, last
     return None
 
 
-def _foreign_name(word: Word, items: tuple[GoldItem, ...], question_words: set[str]) -> bool:
+def foreign_name(word: Word, items: tuple[GoldItem, ...], question_words: set[str]) -> bool:
     """A capitalised word that is no gold word, no question word, no title and no common sentence opener."""
-    return (word.capitalised and word.text not in _SENTENCE_OPENERS | _TITLES and word.text not in question_words
+    return (word.capitalised and word.text not in SENTENCE_OPENERS | TITLES and word.text not in question_words
             and not any(same_token(word.text, t) for item in items for t in item.tokens))
 
 
-def _other_given_name(ws: list[Word], first: int, item: GoldItem, items: tuple[GoldItem, ...],
+def other_given_name(ws: list[Word], first: int, item: GoldItem, items: tuple[GoldItem, ...],
                       spans: list[tuple[int, int]], question_words: set[str]) -> bool:
     """A person found by surname alone, right after a capitalised word that is not theirs ("Takeshi Sugeno")."""
-    covered, _ = _covers(ws, first, item)
+    covered, _ = covers(ws, first, item)
     surname = item.core - 1
     if not item.person or first == 0 or covered != {surname} or item.core < 2:
         return False
     before = ws[first - 1]
     same_sentence = sentence_at(spans, before.start) == sentence_at(spans, ws[first].start)
-    return same_sentence and _foreign_name(before, items, question_words)
+    return same_sentence and foreign_name(before, items, question_words)
 
 
 _EXTRA_AFTER = re.compile(r"\s*,\s*(?:and\s+|&\s*)?[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)?\s*(?:[.;!?]|$|,?\s*(?:and|or)\b)"
@@ -184,19 +193,19 @@ _EXTRA_AFTER = re.compile(r"\s*,\s*(?:and\s+|&\s*)?[A-Z][\w'-]*(?:\s+[A-Z][\w'-]
 _EXTRA_BEFORE = re.compile(r"[A-Z][\w'-]*\s*,\s*$")
 
 
-def _extra_member(text: str, ws: list[Word], found: list[tuple[int, int]], items: tuple[GoldItem, ...],
+def extra_member(text: str, ws: list[Word], found: list[tuple[int, int]], items: tuple[GoldItem, ...],
                   question_words: set[str]) -> bool:
     """A gold list answered with another member: "Malia, Sasha, and Susan"."""
     first = min(f for f, _ in found)
     last = max(e for _, e in found)
     if last - first > 3 * len(items) + 2:  # the items are not one list
         return False
-    if any(_foreign_name(ws[k], items, question_words) for k in range(first, last + 1)):
+    if any(foreign_name(ws[k], items, question_words) for k in range(first, last + 1)):
         return True
     return bool(_EXTRA_AFTER.match(text, ws[last].end) or _EXTRA_BEFORE.search(text[:ws[first].start]))
 
 
-def _count_contradicts(text: str, size: int) -> bool:
+def count_contradicts(text: str, size: int) -> bool:
     """A list gold of `size` items and a stated count of something else ("three children")."""
     for match in _COUNT.finditer(text):
         value = match.group(1).lower()
@@ -204,66 +213,3 @@ def _count_contradicts(text: str, size: int) -> bool:
         if count != size:
             return True
     return False
-
-
-def _makes_claim(sentence: str, question_words: set[str]) -> bool:
-    """Names something the question does not: a capitalised word or a number of its own."""
-    return any((w.capitalised or w.text.isdigit()) and w.text not in question_words
-               and w.text not in _SENTENCE_OPENERS for w in words(sentence))
-
-
-def declines(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> bool:
-    """A refusal that no earlier sentence's claim and no later guess overrides."""
-    if PARTIAL_REFUSAL.search(text):
-        return True
-    for start, end in spans:
-        if is_refusal(text[start:end]):
-            return not GUESS.search(text[end:])
-        if _makes_claim(text[start:end], question_words):
-            return False
-    return False
-
-
-ANSWER_SENTENCES = 3
-
-
-def answer_region_end(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> int:
-    """Where the committed answer's region ends: ANSWER_SENTENCES sentences from the first one that names
-    something the question does not (so a gold named only deep in a ramble does not count)."""
-    for i, (start, end) in enumerate(spans):
-        if _makes_claim(text[start:end], question_words):
-            return spans[min(i + ANSWER_SENTENCES, len(spans)) - 1][1]
-    return len(text)
-
-
-def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, int]]) -> Verdict:
-    question_words = {w.text for w in words(question)}
-    refusing = [(s, e) for s, e in spans if is_refusal(text[s:e])]
-    region_end = answer_region_end(text, spans, question_words)
-    ws = [w for w in words(text) if w.start < region_end and not any(s <= w.start < e for s, e in refusing)]
-    for items in gold.alternatives:
-        found = [locate(item, ws) for item in items]
-        if any(f is None for f in found):
-            continue
-        spans_found = [(ws[f].start, ws[e].end) for f, e in found]
-        block_start, block_end = min(s for s, _ in spans_found), max(e for _, e in spans_found)
-        if any(is_negated(text, s, e) for s, e in spans_found):
-            return Verdict(INCORRECT, reason="the gold answer is negated")
-        if offers_alternative(text, block_start, block_end, spans):
-            return Verdict(INCORRECT, reason="offers an alternative answer")
-        if is_retracted(text, block_end, spans, lambda pos, items=items: all(locate(i, ws, pos) for i in items)):
-            return Verdict(INCORRECT, reason="the answer is retracted")
-        if len(items) > 1 and _extra_member(text, ws, found, items, question_words):
-            return Verdict(INCORRECT, reason="an extra member in the list")
-        if any(_other_given_name(ws, f, item, items, spans, question_words) for (f, _), item in zip(found, items)):
-            return Verdict(INCORRECT, reason="a different given name")
-        hedged = is_hedged(text[:spans[sentence_at(spans, block_end - 1)][1]])
-        return Verdict(CORRECT, hedged, "the gold answer is given")
-    largest = max(len(items) for items in gold.alternatives)
-    if largest > 1 and _count_contradicts(text, largest):
-        return Verdict(INCORRECT, reason="states a different number of items")
-    if denies(text, spans):
-        return Verdict(INCORRECT, reason="denies that there is an answer")
-    if declines(text, spans, question_words):
-        return Verdict(NOT_ATTEMPTED, reason="declines to answer")
-    return Verdict(INCORRECT, reason="the gold answer is not given")

@@ -23,16 +23,15 @@ _IRREGULAR = {"won": "win", "wins": "win", "winning": "win", "died": "die", "die
               "fell": "fall", "fallen": "fall", "sank": "sink", "sunk": "sink", "struck": "strike", "shot": "shoot",
               "born": "bear", "bore": "bear", "found": "find", "founded": "found",
               "awarded": "award", "received": "receive", "receives": "receive", "receiving": "receive"}
-_CUE_WINDOW = 5  # words of the clause before a mention in which a role cue counts
+_ARTICLES = frozenset({"the", "a", "an", "his", "her", "its", "their"})
+_PREPOSITIONS = frozenset("in on at by to for as of from with over about during since until into".split())
 _CLAUSE = re.compile(r"[,;:!?()\n\u2013\u2014]|(?<!\b[A-Z])\.\s|\b(?:and|but|while|whereas|whose|which|who)\b", re.I)
 
 
 def stem(word: str) -> str:
     """A crude stem that makes "died", "dies" and "die", or "opened" and "open", one: irregular forms, then -ing,
     -ed, -es, -s, -e."""
-    word = fold(word)
-    if word in _IRREGULAR:
-        return _IRREGULAR[word]
+    word = _IRREGULAR.get(fold(word), fold(word))
     for suffix in ("ing", "ed", "es", "s", "e"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[:-len(suffix)]
@@ -49,12 +48,18 @@ def _clause_words_before(text: str, pos: int) -> list[str]:
     head = text[max(0, pos - 100):pos]
     breaks = list(_CLAUSE.finditer(head))
     clause = head[breaks[-1].end():] if breaks else head
-    return re.findall(r"[A-Za-z'-]+", clause)[-_CUE_WINDOW:]
+    return re.findall(r"[A-Za-z'-]+", clause)
 
 
 def cued_before(text: str, start: int, cues: frozenset[str]) -> bool:
-    """A role cue of the question in the clause just before the mention: "died in 1713", "won 11"."""
-    return any(w[0].islower() and stem(w) in cues for w in _clause_words_before(text, start))
+    """A role cue of the question just before the mention, with at most a preposition and an article between:
+    "died in 1713", "won 11", "directed by X", not "the film was produced by X" for "directed the film"."""
+    before = _clause_words_before(text, start)
+    while before and fold(before[-1]) in _ARTICLES:
+        before.pop()
+    if before and fold(before[-1]) in _PREPOSITIONS:
+        before.pop()
+    return bool(before) and before[-1][0].islower() and stem(before[-1]) in cues
 
 
 def cued_after(text: str, end: int, cues: frozenset[str]) -> bool:

@@ -1,0 +1,205 @@
+"""Slots and commitment for a text gold: the names an answer commits to for the question's slot, and its grade.
+
+A committed name stands in an answer position, in this order of strength: right by a role cue of the question or
+an answer cue ("directed by X", "X won", "the answer is X"); leading the first sentence that names anything
+("X.", "X, ...", "It was X") or after its copula ("... is called X"); after a participle ("awarded to X"); else
+the first name of that sentence. The first committed name decides: the gold, or another answer (INCORRECT even
+with the gold after it), or a part of the gold that contradicts nothing (NOT_ATTEMPTED)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .names import (PARTICLES, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, count_contradicts, covers,
+                    extra_member, locate, other_given_name, same_token)
+from .refusals import GUESS, PARTIAL_REFUSAL, denies, is_hedged, is_negated, is_refusal, is_retracted, \
+    offers_alternative
+from .roles import cued_after, cued_before, role_cues
+from .text import Word, sentence_at, words
+from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
+
+_JOINERS = frozenset({"of", "the", "and", "for", "de", "van", "von", "der", "den", "da", "di", "du", "del", "la",
+                      "le", "al", "el", "bin", "ibn", "y"})
+_ANSWER_CUE = re.compile(r"\b(?:answer(?: is| would be)?|none other than)\s*:?\s*$", re.I)
+_LEADING = re.compile(r"^\W*(?:(?:the (?:correct )?answer is|answer|it (?:is|was)|this (?:is|was)|that (?:is|was)|"
+                      r"i (?:think|believe)(?: (?:it|that) (?:is|was))?|probably|perhaps|maybe|yes|sure|"
+                      r"the)\W*)*$", re.I)
+_COPULA = re.compile(r"\b(?:is|was|are|were)\s+(?:(?:called|named|known as|titled)\s+)?(?:the\s+)?\W*$", re.I)
+_PARTICIPLE = re.compile(r"\b(?:[a-z]+ed|[a-z]+en|won|went|goes|gave|belongs?|made|built|led|held|sold|"
+                         r"taught|found)\s+(?:[a-z]+\s+)?(?:to|by)\s+(?:the\s+)?\W*$", re.I)
+
+
+@dataclass(frozen=True)
+class Entity:
+    first: int  # word indices into the answer's words
+    last: int
+    strength: int  # 0 role or answer cue, 1 leading or copula, 2 after a participle, 3 first name, 9 none
+
+
+def _joined(text: str, a: Word, b: Word) -> bool:
+    gap = text[a.end:b.start]
+    return bool(re.fullmatch(r"[ \t'-]*", gap) or (a.initial and re.fullmatch(r"\.\s*", gap)))
+
+
+def _name_word(text: str, w: Word) -> bool:
+    return text[w.start].isupper()
+
+
+def entities(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[int, int]]:
+    """Runs of capitalised words ("George H. W. Bush", "University of Toronto") with a word of their own: not
+    only question words, titles and sentence openers."""
+    runs, i = [], 0
+    while i < len(ws):
+        if not _name_word(text, ws[i]):
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(ws) and _joined(text, ws[j], ws[j + 1]) and (
+                _name_word(text, ws[j + 1]) or (ws[j + 1].text in _JOINERS and j + 2 < len(ws)
+                                                and _name_word(text, ws[j + 2]) and _joined(text, ws[j + 1], ws[j + 2]))):
+            j += 1
+        own = [w for w in ws[i:j + 1] if w.text not in question_words | SENTENCE_OPENERS | TITLES | _JOINERS]
+        while i < j and ws[i].text in SENTENCE_OPENERS:  # "The University of Toronto"
+            i += 1
+        if own:
+            runs.append((i, j))
+        i = j + 1
+    return runs
+
+
+def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: frozenset[str], lead_sentence: tuple[int, int],
+              is_first: bool) -> int:
+    start, end = ws[run[0]].start, ws[run[1]].end
+    before = text[lead_sentence[0]:start]
+    if cued_before(text, start, cues) or cued_after(text, end, cues) or _ANSWER_CUE.search(text[:start]):
+        return 0
+    if lead_sentence[0] <= start < lead_sentence[1] and (_LEADING.match(before) or _COPULA.search(before)):
+        return 1
+    if _PARTICIPLE.search(text[max(0, start - 60):start]):
+        return 2
+    return 3 if is_first else 9
+
+
+def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The name the answer commits to for the slot (word indices), if any."""
+    question_words = {w.text for w in words(question)}
+    runs = entities(text, ws, question_words)
+    if not runs:
+        return None
+    lead = spans[sentence_at(spans, ws[runs[0][0]].start)]
+    cues = role_cues(question)
+    ranked = [(_strength(text, ws, r, cues, lead, k == 0), k, r) for k, r in enumerate(runs)
+              if not is_negated(text, ws[r[0]].start, ws[r[1]].end)]
+    if not ranked:
+        return None
+    best = min(ranked)
+    return best[2] if best[0] < 9 else None
+
+
+def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words: set[str]) -> bool:
+    """The committed name is the gold: it holds the gold's required words and, for a person, no given name of its
+    own ("Shaukat Ali Ahmed" is not "Fakhruddin Ali Ahmed") and no part of the gold's middle names without the rest
+    ("George W. Bush" is not "George H. W. Bush")."""
+    inside = ws[run[0]:run[1] + 1]
+    if locate(item, inside) is None:
+        return False
+    if not item.person:
+        return True
+    held: set[int] = set()
+    for j, w in enumerate(inside):
+        hits, _ = covers(inside, j, item)
+        if not hits and w.text not in question_words | TITLES | PARTICLES | _JOINERS:
+            return False
+        held |= hits
+    middle = {k for k in range(1, item.core - 1) if item.tokens[k] not in PARTICLES}
+    return not (held & middle) or middle <= held
+
+
+def _names_something(gold: GoldText) -> bool:
+    """A gold of one name: capitalised first and last words, no digits ("University of Toronto", "De Liefde")."""
+    return any(len(items) == 1 and not any(t.isdigit() for t in items[0].tokens) for items in gold.alternatives) \
+        and gold.capitalised
+
+
+def _partial(ws: list[Word], run: tuple[int, int], item: GoldItem) -> bool:
+    """Only words of the gold, but not enough of them ("Sugeno" for a ship called "Michio Sugeno")."""
+    return locate(item, ws[run[0]:run[1] + 1]) is None and all(any(same_token(w.text, t) for t in item.tokens[:item.core]) for w in ws[run[0]:run[1] + 1])
+
+
+def _makes_claim(sentence: str, question_words: set[str]) -> bool:
+    """Names something the question does not: a capitalised word or a number of its own."""
+    return any((w.capitalised or w.text.isdigit()) and w.text not in question_words
+               and w.text not in SENTENCE_OPENERS for w in words(sentence))
+
+
+def declines(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> bool:
+    """A refusal that no earlier sentence's claim and no later guess overrides."""
+    if PARTIAL_REFUSAL.search(text):
+        return True
+    for start, end in spans:
+        if is_refusal(text[start:end]):
+            return not GUESS.search(text[end:])
+        if _makes_claim(text[start:end], question_words):
+            return False
+    return False
+
+
+ANSWER_SENTENCES = 3
+
+
+def answer_region_end(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> int:
+    """Where the committed answer's region ends: ANSWER_SENTENCES sentences from the first one that names
+    something the question does not (so a gold named only deep in a ramble does not count)."""
+    for i, (start, end) in enumerate(spans):
+        if _makes_claim(text[start:end], question_words):
+            return spans[min(i + ANSWER_SENTENCES, len(spans)) - 1][1]
+    return len(text)
+
+
+def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, int]]) -> Verdict:
+    question_words = {w.text for w in words(question)}
+    refusing = [(s, e) for s, e in spans if is_refusal(text[s:e])]
+    region_end = answer_region_end(text, spans, question_words)
+    ws = [w for w in words(text) if w.start < region_end and not any(s <= w.start < e for s, e in refusing)]
+    commitment = committed(text, ws, question, spans)
+    # A name is asked for: what the answer commits to decides. Other golds ("Season 7, Episode 20") are looked for.
+    named = _names_something(gold)
+    for items in gold.alternatives:
+        if named and len(items) == 1 and commitment is not None:  # one name asked: only the committed one counts
+            if not is_gold(ws, commitment, items[0], question_words):
+                continue
+            inside = locate(items[0], ws[commitment[0]:commitment[1] + 1])
+            found: list[tuple[int, int] | None] = [(inside[0] + commitment[0], inside[1] + commitment[0])]
+        else:
+            found = [locate(item, ws) for item in items]
+        if any(f is None for f in found):
+            continue
+        spans_found = [(ws[f].start, ws[e].end) for f, e in found]
+        block_start, block_end = min(s for s, _ in spans_found), max(e for _, e in spans_found)
+        if any(is_negated(text, s, e) for s, e in spans_found):
+            return Verdict(INCORRECT, reason="the gold answer is negated")
+        if offers_alternative(text, block_start, block_end, spans):
+            return Verdict(INCORRECT, reason="offers an alternative answer")
+        if is_retracted(text, block_end, spans, lambda pos, items=items: all(locate(i, ws, pos) for i in items)):
+            return Verdict(INCORRECT, reason="the answer is retracted")
+        if len(items) > 1 and extra_member(text, ws, found, items, question_words):
+            return Verdict(INCORRECT, reason="an extra member in the list")
+        if any(other_given_name(ws, f, item, items, spans, question_words) for (f, _), item in zip(found, items)):
+            return Verdict(INCORRECT, reason="a different given name")
+        hedged = is_hedged(text[:spans[sentence_at(spans, block_end - 1)][1]])
+        return Verdict(CORRECT, hedged, "the gold answer is committed")
+    largest = max(len(items) for items in gold.alternatives)
+    if largest > 1 and count_contradicts(text, largest):
+        return Verdict(INCORRECT, reason="states a different number of items")
+    if denies(text, spans):
+        return Verdict(INCORRECT, reason="denies that there is an answer")
+    if declines(text, spans, question_words):
+        return Verdict(NOT_ATTEMPTED, reason="declines to answer")
+    if largest > 1:
+        return Verdict(INCORRECT, reason="the gold list is not given")
+    if commitment is None:
+        return Verdict(NOT_ATTEMPTED, reason="commits to no answer for the slot")
+    if named and any(_partial(ws, commitment, items[0]) for items in gold.alternatives):
+        return Verdict(NOT_ATTEMPTED, reason="names only part of the gold, contradicting nothing")
+    return Verdict(INCORRECT, reason="commits to another answer")

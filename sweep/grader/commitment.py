@@ -49,7 +49,7 @@ def _name_word(text: str, w: Word) -> bool:
 def entities(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[int, int]]:
     """Runs of capitalised words ("George H. W. Bush", "University of Toronto") with a word of their own: not
     only question words, titles and sentence openers."""
-    runs, i = [], 0
+    runs, i = _quoted(text, ws, question_words), 0
     while i < len(ws):
         if not _name_word(text, ws[i]):
             i += 1
@@ -62,9 +62,19 @@ def entities(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[
         own = [w for w in ws[i:j + 1] if w.text not in question_words | SENTENCE_OPENERS | TITLES | _JOINERS]
         while i < j and ws[i].text in SENTENCE_OPENERS:  # "The University of Toronto"
             i += 1
-        if own:
+        if own or _ANSWER_CUE.search(text[:ws[i].start]):  # "The answer is Sikkim", though the question says Sikkim
             runs.append((i, j))
         i = j + 1
+    return sorted(set(runs))
+
+
+def _quoted(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[int, int]]:
+    """Short quoted answers ("selfie") with a word the question does not hold."""
+    runs = []
+    for quote in re.finditer(r'"([^"\n]{1,60})"', text):
+        inside = [k for k, w in enumerate(ws) if quote.start(1) <= w.start < quote.end(1)]
+        if inside and any(ws[k].text not in question_words for k in inside):
+            runs.append((inside[0], inside[-1]))
     return runs
 
 
@@ -81,8 +91,8 @@ def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: frozenset[s
     return 3 if is_first else 9
 
 
-def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
-    """The name the answer commits to for the slot (word indices), if any."""
+def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, int]]) -> tuple[int, int, int] | None:
+    """The name the answer commits to for the slot (first and last word index, strength), if any."""
     question_words = {w.text for w in words(question)}
     runs = entities(text, ws, question_words)
     if not runs:
@@ -94,7 +104,7 @@ def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, i
     if not ranked:
         return None
     best = min(ranked)
-    return best[2] if best[0] < 9 else None
+    return (*best[2], best[0]) if best[0] < 9 else None
 
 
 def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words: set[str]) -> bool:
@@ -102,13 +112,15 @@ def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words
     own ("Shaukat Ali Ahmed" is not "Fakhruddin Ali Ahmed") and no part of the gold's middle names without the rest
     ("George W. Bush" is not "George H. W. Bush")."""
     inside = ws[run[0]:run[1] + 1]
-    if locate(item, inside) is None:
+    if locate(item, [w for w in inside if w.text not in question_words or w.text in item.tokens]) is None:
         return False
     if not item.person:
         return True
     held: set[int] = set()
     for j, w in enumerate(inside):
         hits, _ = covers(inside, j, item)
+        if w.text in question_words and w.text not in item.tokens:  # the topic, not a spelling of the gold
+            hits = frozenset()
         if not hits and w.text not in question_words | TITLES | PARTICLES | _JOINERS:
             return False
         held |= hits
@@ -171,10 +183,17 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
                 continue
             inside = locate(items[0], ws[commitment[0]:commitment[1] + 1])
             found: list[tuple[int, int] | None] = [(inside[0] + commitment[0], inside[1] + commitment[0])]
-        else:
-            found = [locate(item, ws) for item in items]
+        else:  # a question word, or its cut-off start, is no spelling of a gold word ("Laurentia" for "Laurent")
+            gold_words = {t for item in items for t in item.tokens}
+            kept = [k for k, w in enumerate(ws) if w.text in gold_words
+                    or not any(q.startswith(w.text) for q in question_words)]
+            located = [locate(item, [ws[k] for k in kept]) for item in items]
+            found = [(kept[f[0]], kept[f[1]]) if f else None for f in located]
         if any(f is None for f in found):
             continue
+        if commitment is not None and commitment[2] <= 1 and not any(
+                f <= commitment[1] and commitment[0] <= e for f, e in found):
+            return Verdict(INCORRECT, reason="commits to another answer")
         spans_found = [(ws[f].start, ws[e].end) for f, e in found]
         block_start, block_end = min(s for s, _ in spans_found), max(e for _, e in spans_found)
         if any(is_negated(text, s, e) for s, e in spans_found):

@@ -96,7 +96,8 @@ def _gold_item(tokens: list[str], optional: list[str], question_words: set[str],
 def _split_items(text: str, person: bool) -> list[tuple[str, str]]:
     """A list gold ("A, B and C") into items; else one item. Each item as (required text, optional text):
     what follows a comma in a one-item gold is optional ("San Francisco, California")."""
-    if re.search(r"\band\b|&", text, re.I):
+    if re.search(r"\band\b|&", text, re.I) and not re.search(r"\bof\b[^,;]*\band\b", text, re.I):  # not "Academy
+        # of Arts and Sciences": one name
         return [(p, "") for p in re.split(r"\s*(?:,\s*and\b|,|\band\b|&|;)\s*", text, flags=re.I) if p.strip()]
     head, comma, tail = text.partition(",")
     if comma and person and len(head.split()) == 1 and _looks_like_name(head) and _looks_like_name(tail.strip()):

@@ -107,19 +107,25 @@ def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, i
     return (*best[2], best[0]) if best[0] < 9 else None
 
 
+def _topic(word: Word, question_words: set[str], gold_words: set[str]) -> bool:
+    """A question word, or its cut-off start, that is no gold word: the topic, never a spelling of the gold
+    ("Laurentia" or a truncated "Lauren" for "Laurent")."""
+    return word.text not in gold_words and any(q.startswith(word.text) for q in question_words)
+
+
 def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words: set[str]) -> bool:
     """The committed name is the gold: it holds the gold's required words and, for a person, no given name of its
     own ("Shaukat Ali Ahmed" is not "Fakhruddin Ali Ahmed") and no part of the gold's middle names without the rest
     ("George W. Bush" is not "George H. W. Bush")."""
     inside = ws[run[0]:run[1] + 1]
-    if locate(item, [w for w in inside if w.text not in question_words or w.text in item.tokens]) is None:
+    if locate(item, [w for w in inside if not _topic(w, question_words, set(item.tokens))]) is None:
         return False
     if not item.person:
         return True
     held: set[int] = set()
     for j, w in enumerate(inside):
         hits, _ = covers(inside, j, item)
-        if w.text in question_words and w.text not in item.tokens:  # the topic, not a spelling of the gold
+        if _topic(w, question_words, set(item.tokens)):
             hits = frozenset()
         if not hits and w.text not in question_words | TITLES | PARTICLES | _JOINERS:
             return False
@@ -185,8 +191,7 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
             found: list[tuple[int, int] | None] = [(inside[0] + commitment[0], inside[1] + commitment[0])]
         else:  # a question word, or its cut-off start, is no spelling of a gold word ("Laurentia" for "Laurent")
             gold_words = {t for item in items for t in item.tokens}
-            kept = [k for k, w in enumerate(ws) if w.text in gold_words
-                    or not any(q.startswith(w.text) for q in question_words)]
+            kept = [k for k, w in enumerate(ws) if not _topic(w, question_words, gold_words)]
             located = [locate(item, [ws[k] for k in kept]) for item in items]
             found = [(kept[f[0]], kept[f[1]]) if f else None for f in located]
         if any(f is None for f in found):

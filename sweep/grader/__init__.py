@@ -18,7 +18,7 @@ __all__ = ["CORRECT", "INCORRECT", "NOT_ATTEMPTED", "Verdict", "grade", "normali
 
 def grade(question: str, gold: str, predicted: str) -> Verdict:
     """SimpleQA's grade of `predicted` against `gold`, with whether a CORRECT answer was hedged."""
-    text = clean(predicted)
+    text = clean(_without_echo(question, predicted))
     spans = sentence_spans(text)
     if not re.search(r"[^\W_]", text):
         return Verdict(NOT_ATTEMPTED, reason="empty answer")
@@ -26,10 +26,11 @@ def grade(question: str, gold: str, predicted: str) -> Verdict:
         found = gold.strip().casefold() in text.casefold()
         return Verdict(CORRECT, reason="the gold answer is given") if found else Verdict(
             NOT_ATTEMPTED if declines(text, spans, set()) else INCORRECT, reason="the gold answer is not given")
+    chosen = None
     if lists_options(text):  # multiple choice: only the option it then picks is its answer
-        if (text := chosen_option(text)) is None:
+        if (chosen := chosen_option(text)) is None:
             return Verdict(INCORRECT, reason="lists several options")
-        spans = sentence_spans(text)
+        text, spans = chosen, sentence_spans(chosen)
     refusing = [(s, e) for s, e in spans if is_refusal(text[s:e])]
 
     def answerable(candidates: list[Candidate]) -> list[Candidate]:
@@ -39,4 +40,13 @@ def grade(question: str, gold: str, predicted: str) -> Verdict:
         return grade_slot(text, question, answerable(date_candidates(text, question, when)), spans)
     if (number := parse_number_gold(question, gold)) is not None:
         return grade_slot(text, question, answerable(number_candidates(text, question, number)), spans)
-    return grade_text(text, question, parse_text_gold(question, gold), spans)
+    verdict = grade_text(text, question, parse_text_gold(question, gold), spans)
+    if chosen is not None and verdict.grade == NOT_ATTEMPTED:  # the chosen option is a committed answer
+        return Verdict(INCORRECT, reason="the chosen option is another answer")
+    return verdict
+
+
+def _without_echo(question: str, predicted: str) -> str:
+    """The response without the question it may repeat first (a base model continuing its prompt)."""
+    head = predicted.lstrip()
+    return head[len(question.strip()):] if question.strip() and head.startswith(question.strip()) else predicted

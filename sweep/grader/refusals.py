@@ -16,8 +16,9 @@ _REFUSAL = re.compile(
     r"details)|(?:don't|do not) have (?:access|information|enough|that information)|(?:have|has) no (?:idea|"
     r"information)|no idea|not enough information|(?:is|are|remains?) unknown)\b|^\W*unknown\W*$", re.I)
 _CONTRAST = re.compile(r"\b(?:but|however|though|although|while)\b", re.I)
-PARTIAL_REFUSAL = re.compile(r"\b(?:not sure|unsure|not certain|(?:don't|do not) know)\s+(?:about|of|who|what)\s+"
-                              r"(?:is\s+|was\s+)?(?:the\s+)?(?:others?|rest|remaining|second|last one)\b", re.I)
+PARTIAL_REFUSAL = re.compile(r"\b(?:(?:not sure|unsure|not certain|(?:don't|do not) know)\s+(?:about|of|who|what)|"
+                             r"(?:can't|cannot|can not|don't|do not) (?:recall|remember|name))\s+"
+                             r"(?:is\s+|was\s+)?(?:the\s+)?(?:others?|rest|remaining|second|last one)\b", re.I)
 _HEDGE = re.compile(
     r"\b(?:i think|i believe|i guess|i suppose|i'd say|would say|probably|possibly|perhaps|maybe|likely|might|"
     r"may be|could be|not (?:sure|certain|100)|unsure|uncertain|if i (?:recall|remember)|as far as i know|"
@@ -31,7 +32,7 @@ _NEGATION = re.compile(r"\b(?:not|never|no|neither|nor|instead of|rather than|ot
 _NOT_A_NEGATION = re.compile(
     r"\b(?:not|never)\s+(?:\w+\s+)?(?:sure|certain|know|knew|aware|remember|recall|100)\b|n't\s+(?:\w+\s+)?"
     r"(?:sure|certain|know|knew|remember|recall)\b|\bno doubt\b|\bnot only\b|\bnot until\b|"
-    r"\bno(?:t)? (?:more|less|fewer|later|earlier|sooner) than\b|\bnone other than\b", re.I)
+    r"\bno(?:t)? (?:more|less|fewer|later|earlier|sooner) than\b|\bno(?:ne| one)? other than\b", re.I)
 _NEGATED_AFTER = re.compile(
     r"(?:[^\w?]*\?\s*(?:no|nope|not)\b|\s*[,;:.!\u2013\u2014-]?\s*(?:no|nope)\s*[,.;:!\u2013\u2014]|"
     r"\s*(?:is|was|would be)\s+(?:wrong|incorrect|not (?:right|correct|true|accurate))\b)", re.I)
@@ -41,7 +42,7 @@ _ALTERNATIVE_AFTER = re.compile(
     r"or (?:possibly|perhaps|maybe))\b", re.I)
 _LIST_WITH_OR = re.compile(r"(?:\s*,\s*(?:[A-Z0-9][\w'.-]*\s*){1,3})+,?\s*or\b")
 _ALTERNATIVE_BEFORE = re.compile(r"\beither\b[^.!?]*$|\bor\s+(?:maybe\s+|perhaps\s+|possibly\s+)?$", re.I)
-_CORRECTION = re.compile(r"\b(?:correction|sorry|i mean|i meant|no,? wait|wait,? no|scratch that|on second "
+_CORRECTION = re.compile(r"\b(?:correction|sorry|i mean|i meant|wait|(?:i'm|i am|i was) mistaken|scratch that|on second "
                          r"thought|i was wrong|that's (?:wrong|incorrect|not right)|that is (?:wrong|incorrect)|"
                          r"i misspoke)\b", re.I)
 _DENIAL = re.compile(r"\b(?:not|never)\s+(?:\w+\s+){0,2}any\b|n't\s+(?:\w+\s+){0,2}any\b|\b(?:has|had|have|with|"

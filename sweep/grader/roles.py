@@ -23,8 +23,7 @@ _IRREGULAR = {"won": "win", "wins": "win", "winning": "win", "died": "die", "die
               "fell": "fall", "fallen": "fall", "sank": "sink", "sunk": "sink", "struck": "strike", "shot": "shoot",
               "born": "bear", "bore": "bear", "found": "find", "founded": "found",
               "awarded": "award", "received": "receive", "receives": "receive", "receiving": "receive"}
-_ARTICLES = frozenset({"the", "a", "an", "his", "her", "its", "their"})
-_PREPOSITIONS = frozenset("in on at by to for as of from with over about during since until into".split())
+_CUE_WINDOW = 6  # words of the clause before a mention in which a role cue counts
 _CLAUSE = re.compile(r"[,;:!?()\n\u2013\u2014]|(?<!\b[A-Z])\.\s|\b(?:and|but|while|whereas|whose|which|who)\b", re.I)
 
 
@@ -40,8 +39,19 @@ def stem(word: str) -> str:
 
 
 def role_cues(question: str) -> frozenset[str]:
-    """Stems of the question's lower-case content words ("died", "win", "directed"): names are topics, not roles."""
-    return frozenset(stem(w) for w in re.findall(r"\b[a-z][a-z'-]+\b", question) if fold(w) not in _NO_ROLE)
+    """Stems of the question's verbs ("died", "win", "directed"): lower-case words ending in -ed or -en, irregular
+    forms, or the question's last word ("did Corelli die?"). Names are topics, and nouns ("dish", "film") name the
+    topic in answers too ("a dish of Yemen"), so neither is a role."""
+    found = re.findall(r"\b[a-z][a-z'-]+\b", question)
+    last = re.findall(r"([A-Za-z'-]+)\W*$", question)
+    verbs = [w for w in found if re.search(r"(?:ed|en)$", w) or w in _IRREGULAR or w in _IRREGULAR.values()
+             or (last and w == last[0] and re.search(r"\b(?:did|does|do)\b", question, re.I))]
+    return frozenset(stem(w) for w in verbs if fold(w) not in _NO_ROLE)
+
+
+def passive_cues(question: str) -> frozenset[str]:
+    """Cues the question asks in the passive ("Who was awarded"): for them "awarded by X" names another role."""
+    return frozenset(stem(m) for m in re.findall(r"\b(?:was|were|is|are|been|be)\s+([a-z][a-z'-]+)", question))
 
 
 def _clause_words_before(text: str, pos: int) -> list[str]:
@@ -51,18 +61,20 @@ def _clause_words_before(text: str, pos: int) -> list[str]:
     return re.findall(r"[A-Za-z'-]+", clause)
 
 
-def cued_before(text: str, start: int, cues: frozenset[str]) -> bool:
-    """A role cue of the question just before the mention, with at most a preposition and an article between:
-    "died in 1713", "won 11", "directed by X", not "the film was produced by X" for "directed the film"."""
-    before = _clause_words_before(text, start)
-    while before and fold(before[-1]) in _ARTICLES:
-        before.pop()
-    if before and fold(before[-1]) in _PREPOSITIONS:
-        before.pop()
-    return bool(before) and before[-1][0].islower() and stem(before[-1]) in cues
+def cued_before(text: str, start: int, cues: frozenset[str], passive: frozenset[str] = frozenset()) -> bool:
+    """A role cue of the question shortly before the mention in its clause: "died in 1713", "won 11", "died in
+    Rome in 1713", "directed by X"; not "awarded by X" when the question asks who was awarded."""
+    before = _clause_words_before(text, start)[-_CUE_WINDOW:]
+    for k in range(len(before) - 1, -1, -1):
+        word = before[k]
+        if word[0].islower() and stem(word) in cues:
+            after = [fold(w) for w in before[k + 1:]]
+            return not (after[:1] == ["by"] and stem(word) in passive)
+    return False
 
 
 def cued_after(text: str, end: int, cues: frozenset[str]) -> bool:
     """A role cue of the question right after the mention, as its verb: "Lotfi Zadeh won", "X directed it"."""
-    after = re.match(r"\s*(?:(?:also|then|later|eventually|first|has|had|have|was|is)\s+)?([a-z][a-z'-]+)", text[end:])
+    after = re.match(r"\s*(?:(?:also|then|later|eventually|first|has|had|have|was|is|were|are)\s+)?([a-z][a-z'-]+)",
+                     text[end:])
     return bool(after) and stem(after.group(1)) in cues

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .dates import GoldDate, combine, compare_date, date_mentions, year_mentions
 from .numbers import GoldNumber, GoldRange, Number, numbers
 from .refusals import denies, is_hedged, is_negated, is_retracted, offers_alternative
-from .roles import cued_before, role_cues
+from .roles import cued_after, cued_before, role_cues
 from .text import fold, sentence_at
 from .verdict import AMBIGUOUS, CONSISTENT, CORRECT, DIFFERENT, EQUAL, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -155,14 +155,26 @@ def in_role(text: str, question: str, candidates: list[Candidate]) -> list[Candi
     """The candidates from the first one in the question's role on ("born in 1653, died in 1713" for a death year:
     from 1713): a number or date in another role is no answer. All of them if none has a role cue."""
     cues = role_cues(question)
-    cued = [i for i, c in enumerate(candidates) if cued_before(text, c.start, cues)]
+    cued = [i for i, c in enumerate(candidates) if cued_before(text, c.start, cues) or cued_after(text, c.end, cues)]
     return candidates[cued[0]:] if cued else candidates
+
+
+_CONTRAST = re.compile(r"\b(?:though|although|but|however|whereas|yet)\b", re.I)
+
+
+def _contradicted(text: str, first: Candidate, live: list[Candidate], spans: list[tuple[int, int]]) -> bool:
+    """A different value for the slot after a contrast in the same sentence: "born on 22 June 1880, though his
+    birth year is 1881"."""
+    sentence_end = spans[sentence_at(spans, first.start)][1]
+    return any(c.start > first.end and c.end <= sentence_end and c.status == DIFFERENT
+               and _CONTRAST.search(text, first.end, c.start) for c in live)
 
 
 def grade_slot(text: str, question: str, candidates: list[Candidate], spans: list[tuple[int, int]]) -> Verdict:
     """Grade a number or date answer from its candidates (refusing sentences already left out)."""
-    live = in_role(text, question, [c for c in candidates if not is_negated(text, c.start, c.end)])
-    if any(c.status == EQUAL for c in candidates if c not in live):
+    negated = [c for c in candidates if is_negated(text, c.start, c.end)]
+    live = in_role(text, question, [c for c in candidates if c not in negated])
+    if any(c.status == EQUAL for c in negated):
         return Verdict(INCORRECT, reason="the gold answer is negated")
     if not live:
         if denies(text, spans):
@@ -179,5 +191,7 @@ def grade_slot(text: str, question: str, candidates: list[Candidate], spans: lis
         return Verdict(INCORRECT, reason="offers an alternative answer")
     if is_retracted(text, first.end, spans, lambda pos: any(c.status == EQUAL and c.start >= pos for c in live)):
         return Verdict(INCORRECT, reason="the answer is retracted")
+    if _contradicted(text, first, live, spans):
+        return Verdict(INCORRECT, reason="contradicted later in the sentence")
     hedged = first.approximate or is_hedged(text[:spans[sentence_at(spans, first.start)][1]])
     return Verdict(CORRECT, hedged, "the committed answer matches")

@@ -170,6 +170,19 @@ def _names_something(gold: GoldText) -> bool:
         and gold.capitalised
 
 
+def _loose(text: str, ws: list[Word], first: int, last: int, item: GoldItem, spans: list[tuple[int, int]]) -> bool:
+    """A gold found by its words alone that is no answer: spread over sentences, a name's words scattered ("liberal
+    reforms and a strong national" for "National Liberal Party"), or inside a loop that repeats itself."""
+    sentence = sentence_at(spans, ws[first].start)
+    if sentence != sentence_at(spans, ws[last].start):
+        return True
+    if not item.person and last - first + 1 > len(item.required) + 1 and len(item.required) > 1:
+        return True
+    start, end = spans[sentence]
+    grams = [tuple(w.text for w in ws[k:k + 4]) for k in range(len(ws) - 3) if start <= ws[k].start < end]
+    return any(grams.count(g) >= 3 for g in set(grams))
+
+
 def _resembles(text: str, ws: list[Word], gold: GoldText, question_words: set[str]) -> bool:
     """A name sharing a required word with the gold but not the gold ("the Bastion of Lost Souls" for the Bastion
     of Unborn Souls): another answer, even where it stands in no answer position."""
@@ -227,7 +240,8 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
     # A name is asked for: what the answer commits to decides. Other golds ("Season 7, Episode 20") are looked for.
     named = _names_something(gold)
     for items in gold.alternatives:
-        if named and len(items) == 1 and commitment is not None:  # one name asked: only the committed one counts
+        named_here = named and len(items) == 1 and commitment is not None
+        if named_here:  # one name asked: only the committed one counts
             if not is_gold(ws, commitment, items[0], question_words):
                 continue
             inside = locate(items[0], ws[commitment[0]:commitment[1] + 1])
@@ -238,6 +252,8 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
             located = [locate(item, [ws[k] for k in kept]) for item in items]
             found = [(kept[f[0]], kept[f[1]]) if f else None for f in located]
         if any(f is None for f in found):
+            continue
+        if not named_here and any(_loose(text, ws, f, e, item, spans) for (f, e), item in zip(found, items)):
             continue
         if commitment is not None and commitment[2] <= 1 and not any(
                 f <= commitment[1] and commitment[0] <= e for f, e in found):

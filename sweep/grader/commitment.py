@@ -15,7 +15,7 @@ from .names import (PARTICLES, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, cou
                     extra_member, locate, other_given_name, same_token)
 from .refusals import GUESS, PARTIAL_REFUSAL, denies, is_hedged, is_negated, is_refusal, is_retracted, \
     offers_alternative
-from .roles import cued_after, cued_before, passive_cues, role_cues
+from .roles import cued_after, cued_before, passive_cues, role_cues, stem
 from .text import Word, sentence_at, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -25,6 +25,7 @@ _ANSWER_CUE = re.compile(r"\b(?:answer(?: is| would be)?|none other than)\s*:?\s
 _LEADING = re.compile(r"^\W*(?:(?:the (?:correct )?answer is|answer|(?:it|this|that) (?:\w+ ){0,2}(?:is|was|be|been)|"
                       r"i (?:think|believe)(?: (?:it|that) (?:is|was))?|probably|perhaps|maybe|yes|sure|"
                       r"the)\W*)*$", re.I)
+_ANSWER_LABEL = re.compile(r"\banswer(?: is| would be)?\s*:|\bthe (?:correct )?answer is\b", re.I)
 _COPULA = re.compile(r"\b(?:(?:is|was|are|were)(?:\s+(?:called|named|known as|titled))?|called|named|known as|"
                      r"titled)\s+(?:the\s+)?\W*$", re.I)
 # "awarded to X", "went to X" (the agent of "awarded by X" is another role).
@@ -170,6 +171,12 @@ def _names_something(gold: GoldText) -> bool:
         and gold.capitalised
 
 
+def _denies_event(text: str, question: str) -> bool:
+    """Denies what the question asks about: "Rugged Lark did not win the title" for "In which years did it win"."""
+    cues = role_cues(question)
+    return any(stem(m) in cues for m in re.findall(r"\b(?:not|never|n't)\s+(?:\w+ly\s+)?([a-z]+)", text))
+
+
 def _loose(text: str, ws: list[Word], first: int, last: int, item: GoldItem, spans: list[tuple[int, int]]) -> bool:
     """A gold found by its words alone that is no answer: spread over sentences, a name's words scattered ("liberal
     reforms and a strong national" for "National Liberal Party"), or inside a loop that repeats itself."""
@@ -225,8 +232,10 @@ ANSWER_SENTENCES = 2
 def answer_region_end(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> int:
     """Where the committed answer's region ends: ANSWER_SENTENCES sentences from the first one that names
     something the question does not (so a gold named only deep in a ramble does not count)."""
+    cue = _ANSWER_LABEL.search(text)  # "... **Answer:** Gary Ablett": the answer follows its label
     for i, (start, end) in enumerate(spans):
-        if _makes_claim(text[start:end], question_words):
+        if _makes_claim(text[start:end], question_words) or (cue and start <= cue.start() < end):
+            i = max(i, sentence_at(spans, cue.start())) if cue else i
             return spans[min(i + ANSWER_SENTENCES, len(spans)) - 1][1]
     return spans[min(ANSWER_SENTENCES, len(spans)) - 1][1] if spans else len(text)
 
@@ -275,7 +284,7 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
     largest = max(len(items) for items in gold.alternatives)
     if largest > 1 and count_contradicts(text, largest):
         return Verdict(INCORRECT, reason="states a different number of items")
-    if denies(text, spans):
+    if denies(text, spans) or _denies_event(text, question):
         return Verdict(INCORRECT, reason="denies that there is an answer")
     if declines(text, spans, question_words):
         return Verdict(NOT_ATTEMPTED, reason="declines to answer")

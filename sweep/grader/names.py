@@ -100,6 +100,8 @@ def _split_items(text: str, person: bool) -> list[tuple[str, str]]:
     if re.search(r"\band\b|&", text, re.I) and not re.search(r"\bof\b[^,;]*\band\b", text, re.I):  # not "Academy
         # of Arts and Sciences": one name
         return [(p, "") for p in re.split(r"\s*(?:,\s*and\b|,|\band\b|&|;)\s*", text, flags=re.I) if p.strip()]
+    if text.count(",") >= 2 and not re.search(r"\d", text):  # "Sonipat, Ghaziabad, Hisar"
+        return [(p, "") for p in re.split(r"\s*,\s*", text) if p.strip()]
     head, comma, tail = text.partition(",")
     if comma and person and len(head.split()) == 1 and _looks_like_name(head) and _looks_like_name(tail.strip()):
         return [(f"{tail.strip()} {head}", "")]  # "Sugeno, Michio"

@@ -130,7 +130,8 @@ _RANGE_GOLD = re.compile(r"\s*(?:between\s*#\s*(?:and|-|\u2013|\u2014)|(?:from\s
 
 def _gold_number(number: Number, question: str, gold: str = "") -> GoldNumber:
     unit_words = [w.text for w in words(gold[number.end:])]
-    year = number.year_like and (1000 <= number.value <= 2100 or "year" in question.lower()) and (
+    counting = re.search(r"\bhow (?:many|much)\b|\bnumber of\b", question, re.I)  # 1571 locations is no year
+    year = number.year_like and not counting and (1000 <= number.value <= 2100 or "year" in question.lower()) and (
         not unit_words or unit_words[0] in ("ad", "bc", "ce", "bce"))  # "1200 nits" is no year
     scale = _SCALES.get(unit_words[0]) if unit_words else None
     return GoldNumber(number.value, number.unit, year, frozenset(unit_words), scale, number.ordinal)

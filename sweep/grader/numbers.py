@@ -28,7 +28,12 @@ _SCALES = {**dict.fromkeys(("mm", "millimetre", "millimetres", "millimeter", "mi
            **dict.fromkeys(("mg", "milligram", "milligrams"), ("mass", 1e-3)),
            **dict.fromkeys(("g", "gram", "grams"), ("mass", 1.0)),
            **dict.fromkeys(("kg", "kilogram", "kilograms"), ("mass", 1e3)),
-           **dict.fromkeys(("tonne", "tonnes"), ("mass", 1e6))}
+           **dict.fromkeys(("tonne", "tonnes"), ("mass", 1e6)),
+           # temperature: (value + offset) * factor is in kelvin
+           **dict.fromkeys(("c", "celsius"), ("temperature", 1.0)),
+           **dict.fromkeys(("f", "fahrenheit"), ("temperature", 5 / 9)),
+           **dict.fromkeys(("k", "kelvin"), ("temperature", 1.0))}
+_OFFSETS = {"c": 273.15, "celsius": 273.15, "f": 459.67, "fahrenheit": 459.67}
 _MAGNITUDE = {"k": 1e3, "thousand": 1e3, "mn": 1e6, "million": 1e6, "bn": 1e9, "billion": 1e9}
 
 
@@ -96,15 +101,17 @@ class GoldNumber:
     unit: float
     year: bool
     units: frozenset[str] = frozenset()  # the gold's unit words ("votes", "mm"): part of a candidate's span
-    scale: tuple[str, float] | None = None  # the gold's unit of length or mass, if any
+    scale: tuple[str, float] | None = None  # the gold's unit of length, mass or temperature, if any
+    unit_word: str | None = None
     ordinal: bool = False
 
     def in_gold_scale(self, value: float, unit_word: str) -> float:
         """`value` given in `unit_word` converted to the gold's unit of the same dimension (else unchanged)."""
         other = _SCALES.get(unit_word)
-        if self.scale is None or other is None or other[0] != self.scale[0]:
+        if self.scale is None or self.unit_word is None or other is None or other[0] != self.scale[0]:
             return value
-        return value * other[1] / self.scale[1]
+        base = (value + _OFFSETS.get(unit_word, 0.0)) * other[1]
+        return base / self.scale[1] - _OFFSETS.get(self.unit_word, 0.0)
 
     def matches(self, value: float) -> bool:
         """Right to the gold's last significant figure (rounding half up)."""
@@ -122,7 +129,7 @@ class GoldRange:
 
 # "#" stands for a number: a currency sign before it, at most two unit words after it.
 _NUMBER_GOLD = re.compile(r"\s*(?:about|around|approximately|~)?\s*[$\u00a3\u20ac\u00a5]?\s*#"
-                          r"\s*(?:[a-z%]+(?:\s+[a-z]+)?)?\s*\.?\s*", re.I)
+                          r"\s*\u00b0?\s*(?:[a-z%]+(?:\s+[a-z]+)?)?\s*\.?\s*", re.I)
 # "X and Y" without "between" is a list of two (a text gold), not a range.
 _RANGE_GOLD = re.compile(r"\s*(?:between\s*#\s*(?:and|-|\u2013|\u2014)|(?:from\s*)?#\s*(?:-|\u2013|\u2014|to|until))"
                          r"\s*#\s*\.?\s*", re.I)
@@ -134,7 +141,8 @@ def _gold_number(number: Number, question: str, gold: str = "") -> GoldNumber:
     year = number.year_like and not counting and (1000 <= number.value <= 2100 or "year" in question.lower()) and (
         not unit_words or unit_words[0] in ("ad", "bc", "ce", "bce"))  # "1200 nits" is no year
     scale = _SCALES.get(unit_words[0]) if unit_words else None
-    return GoldNumber(number.value, number.unit, year, frozenset(unit_words), scale, number.ordinal)
+    return GoldNumber(number.value, number.unit, year, frozenset(unit_words), scale,
+                      unit_words[0] if scale else None, number.ordinal)
 
 
 def parse_number_gold(question: str, gold: str) -> GoldNumber | GoldRange | None:

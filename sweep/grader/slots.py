@@ -62,7 +62,7 @@ def _range_status(gold: GoldNumber | GoldRange, low: float, high: float) -> str:
     return CONSISTENT if low <= gold.value <= high else DIFFERENT
 
 
-_NEXT_WORD = re.compile(r"\s*([^\W\d_]+|%)")
+_NEXT_WORD = re.compile(r"\s*\u00b0?\s*([^\W\d_]+|%)")  # "212 °F": the degree sign before a unit
 
 
 def _over_words(text: str, end: int, vocabulary: frozenset[str]) -> int:
@@ -90,6 +90,8 @@ def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) ->
     def could_answer(n: Number) -> bool:
         if _is_list_marker(text, n) or any(d.start <= n.start < d.end for d in masked):
             return False
+        if re.fullmatch(r"0\d+", text[n.start:n.end]):  # "000", "0100": digits, not a number anyone states
+            return False
         if isinstance(gold, GoldNumber) and gold.matches(n.value):
             return True
         if n.value in asked:
@@ -99,7 +101,8 @@ def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) ->
         return not (n.year_like and 1000 <= n.value <= 2100) and not (n.word and n.value == 1)
 
     found = [n for n in numbers(text, ordinals=point.ordinal) if could_answer(n)]
-    out, i = [], 0
+    out = _decades(text, gold) if point.year else []
+    i = 0
     while i < len(found):
         n = found[i]
         if i + 1 < len(found) and _RANGE_GAP.fullmatch(text[n.end:found[i + 1].start]):
@@ -116,7 +119,13 @@ def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) ->
         value = point.in_gold_scale(n.value, fold(unit_word.group(1)) if unit_word else "")
         out.append(Candidate(n.start, end, _number_status(gold, value, qualifier), value, qualifier == "approx"))
         i += 1
-    return out
+    return sorted(out, key=lambda c: c.start)
+
+
+def _decades(text: str, gold: GoldNumber | GoldRange) -> list[Candidate]:
+    """ "the 1810s" for a year: the range 1810-1819."""
+    return [Candidate(m.start(), m.end(), _range_status(gold, float(m.group(1)), float(m.group(1)) + 9),
+                      ("decade", m.group(1))) for m in re.finditer(r"(?<![\w.])(\d{3}0)'?s\b", text)]
 
 
 def date_candidates(text: str, question: str, gold: GoldDate) -> list[Candidate]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 from .dates import parse_date_gold
-from .commitment import declines, grade_text
+from .commitment import grade_text
 from .names import parse_text_gold
 from .numbers import parse_number_gold
+from .region import declines
 from .refusals import chosen_option, is_refusal, lists_options
 from .slots import Candidate, date_candidates, grade_slot, number_candidates
 from .text import clean, normalise, sentence_spans, words
@@ -40,7 +41,7 @@ def grade(question: str, gold: str, predicted: str) -> Verdict:
         return grade_slot(text, question, answerable(date_candidates(text, question, when)), spans)
     if (number := parse_number_gold(question, gold)) is not None:
         return grade_slot(text, question, answerable(number_candidates(text, question, number)), spans)
-    verdict = grade_text(text, question, parse_text_gold(question, gold), spans)
+    verdict = grade_text(text, question, parse_text_gold(question, gold), spans, gold)
     if chosen is not None and verdict.grade == NOT_ATTEMPTED:  # the chosen option is a committed answer
         return Verdict(INCORRECT, reason="the chosen option is another answer")
     return verdict

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from .names import (PARTICLES, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, count_contradicts, covers,
                     extra_member, locate, other_given_name, same_token)
-from .refusals import GUESS, PARTIAL_REFUSAL, denies, is_hedged, is_negated, is_refusal, is_retracted, \
-    offers_alternative
+from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
+from .region import answer_region_end, declines, makes_claim
 from .roles import cued_after, cued_before, passive_cues, role_cues, stem
 from .text import Word, sentence_at, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
@@ -25,7 +25,6 @@ _ANSWER_CUE = re.compile(r"\b(?:answer(?: is| would be)?|none other than)\s*:?\s
 _LEADING = re.compile(r"^\W*(?:(?:the (?:correct )?answer is|answer|(?:it|this|that) (?:\w+ ){0,2}(?:is|was|be|been)|"
                       r"i (?:think|believe)(?: (?:it|that) (?:is|was))?|probably|perhaps|maybe|yes|sure|"
                       r"the)\W*)*$", re.I)
-_ANSWER_LABEL = re.compile(r"\banswer(?: is| would be)?\s*:|\bthe (?:correct )?answer is\b", re.I)
 _COPULA = re.compile(r"\b(?:(?:is|was|are|were)(?:\s+(?:called|named|known as|titled))?|called|named|known as|"
                      r"titled)\s+(?:the\s+)?\W*$", re.I)
 # "awarded to X", "went to X" (the agent of "awarded by X" is another role).
@@ -171,6 +170,16 @@ def _names_something(gold: GoldText) -> bool:
         and gold.capitalised
 
 
+_NUMBERED = re.compile(r"\b([a-z]+)\s*,?\s*(?:no\.?\s*)?(\d+)\b", re.I)
+
+
+def _other_numbering(text: str, gold_text: str) -> bool:
+    """A gold that numbers its parts ("Season 1 episode 3") answered with another number for one of them
+    ("Season 1, episode 6")."""
+    wanted = {m.group(1).lower(): m.group(2) for m in _NUMBERED.finditer(gold_text)}
+    return any(wanted.get(m.group(1).lower(), m.group(2)) != m.group(2) for m in _NUMBERED.finditer(text))
+
+
 def _denies_event(text: str, question: str) -> bool:
     """Denies what the question asks about: "Rugged Lark did not win the title" for "In which years did it win"."""
     cues = role_cues(question)
@@ -183,7 +192,9 @@ def _loose(text: str, ws: list[Word], first: int, last: int, item: GoldItem, spa
     sentence = sentence_at(spans, ws[first].start)
     if sentence != sentence_at(spans, ws[last].start):
         return True
-    if not item.person and last - first + 1 > len(item.required) + 1 and len(item.required) > 1:
+    strays = [w for w in ws[first:last + 1] if w.text not in _JOINERS and not any(same_token(w.text, t)
+                                                                                  for t in item.tokens)]
+    if not item.person and len(strays) > 1:
         return True
     start, end = spans[sentence]
     grams = [tuple(w.text for w in ws[k:k + 4]) for k in range(len(ws) - 3) if start <= ws[k].start < end]
@@ -208,39 +219,7 @@ def _partial(ws: list[Word], run: tuple[int, int], item: GoldItem) -> bool:
     return locate(item, ws[run[0]:run[1] + 1]) is None and all(any(same_token(w.text, t) for t in item.tokens[:item.core]) for w in ws[run[0]:run[1] + 1])
 
 
-def _makes_claim(sentence: str, question_words: set[str]) -> bool:
-    """Names something the question does not: a capitalised word or a number of its own."""
-    return any((w.capitalised or w.text.isdigit()) and w.text not in question_words
-               and w.text not in SENTENCE_OPENERS for w in words(sentence))
-
-
-def declines(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> bool:
-    """A refusal that no earlier sentence's claim and no later guess overrides."""
-    if PARTIAL_REFUSAL.search(text):
-        return True
-    for start, end in spans:
-        if is_refusal(text[start:end]):
-            return not GUESS.search(text[end:])
-        if _makes_claim(text[start:end], question_words):
-            return False
-    return False
-
-
-ANSWER_SENTENCES = 2
-
-
-def answer_region_end(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> int:
-    """Where the committed answer's region ends: ANSWER_SENTENCES sentences from the first one that names
-    something the question does not (so a gold named only deep in a ramble does not count)."""
-    cue = _ANSWER_LABEL.search(text)  # "... **Answer:** Gary Ablett": the answer follows its label
-    for i, (start, end) in enumerate(spans):
-        if _makes_claim(text[start:end], question_words) or (cue and start <= cue.start() < end):
-            i = max(i, sentence_at(spans, cue.start())) if cue else i
-            return spans[min(i + ANSWER_SENTENCES, len(spans)) - 1][1]
-    return spans[min(ANSWER_SENTENCES, len(spans)) - 1][1] if spans else len(text)
-
-
-def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, int]]) -> Verdict:
+def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, int]], gold_text: str = "") -> Verdict:
     question_words = {w.text for w in words(question)}
     refusing = [(s, e) for s, e in spans if is_refusal(text[s:e])]
     region_end = answer_region_end(text, spans, question_words)
@@ -284,11 +263,13 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
     largest = max(len(items) for items in gold.alternatives)
     if largest > 1 and count_contradicts(text, largest):
         return Verdict(INCORRECT, reason="states a different number of items")
+    if _other_numbering(text[:region_end], gold_text):
+        return Verdict(INCORRECT, reason="gives another number for a part of the gold")
     if denies(text, spans) or _denies_event(text, question):
         return Verdict(INCORRECT, reason="denies that there is an answer")
     if declines(text, spans, question_words):
         return Verdict(NOT_ATTEMPTED, reason="declines to answer")
-    if largest > 1 and any(_makes_claim(text[s:e], question_words) for s, e in spans):
+    if largest > 1 and any(makes_claim(text[s:e], question_words) for s, e in spans):
         return Verdict(INCORRECT, reason="the gold list is not given")
     if commitment is None and named and _resembles(text, ws, gold, question_words):
         return Verdict(INCORRECT, reason="names something like the gold that is not the gold")

@@ -216,7 +216,9 @@ def _resembles(text: str, ws: list[Word], gold: GoldText, question_words: set[st
 
 def _partial(ws: list[Word], run: tuple[int, int], item: GoldItem) -> bool:
     """Only words of the gold, but not enough of them ("Sugeno" for a ship called "Michio Sugeno")."""
-    return locate(item, ws[run[0]:run[1] + 1]) is None and all(any(same_token(w.text, t) for t in item.tokens[:item.core]) for w in ws[run[0]:run[1] + 1])
+    inside = ws[run[0]:run[1] + 1]
+    return locate(item, inside) is None and all(any(same_token(w.text, t) for t in item.tokens[:item.core])
+                                                for w in inside)
 
 
 def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, int]], gold_text: str = "") -> Verdict:

@@ -29,8 +29,8 @@ SENTENCE_OPENERS = frozenset("he she it they the this that these those in on at 
                               "their we you however but and so also although while when what who which to for "
                               "from with by of if yes no unfortunately sorry based without according please my "
                               "our one some sure here well okay ok note answer explanation let correct "
-                              "incorrect option options question step not never first second third finally then next lastly "
-                             "overall".split())
+                              "incorrect option options question step not never first second third finally "
+                              "then next lastly overall".split())
 _VOWELS = re.compile(r"[aeiou]")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from .dates import parse_date_gold
 from .commitment import grade_text
+from .dates import parse_date_gold
 from .names import parse_text_gold
 from .numbers import parse_number_gold
 from .region import declines

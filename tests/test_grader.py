@@ -170,6 +170,8 @@ CASES = [
     ("role", "How many people were injured in the blast?", "24", "Two people were killed and 24 were injured.", C),
     ("role", "In what year did Arcangelo Corelli die?", "1713", "Corelli was born in 1653 and died in 1712.", I),
     ("role", "In what year did Arcangelo Corelli die?", "1713", "He died in 1713, though some sources give 1714.", I),
+    ("commit", "What was the election symbol of the party?", "a bell inside a circle",
+     "The election symbol of the party was a white flag with a red star.", I),  # another description
     # refusals, bounds, ordinals, units
     ("refusal", ROSENBLATT, "Michio Sugeno", "I'm sorry, but I don't have information about that.", NA),
     ("refusal", ROSENBLATT, "Michio Sugeno", "Michio Sugeno, but I'm not certain.", C),

@@ -17,7 +17,7 @@ LABELS = Path(__file__).parent / "data" / "grader_labels.csv"
 # is held to a floor under what the grader measures today, and the targets stay visible as strict xfails
 # until the grader reaches them (docs/grading.md lists the classes it still misses).
 FALSE_CORRECT_MAX = 0.01
-AGREEMENT_FLOOR, REAL_AGREEMENT_FLOOR = 0.89, 0.86
+AGREEMENT_FLOOR, REAL_AGREEMENT_FLOOR = 0.88, 0.86
 AGREEMENT_TARGET, REAL_AGREEMENT_TARGET = 0.95, 0.90
 
 

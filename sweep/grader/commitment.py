@@ -180,6 +180,20 @@ def _other_numbering(text: str, gold_text: str) -> bool:
     return any(wanted.get(m.group(1).lower(), m.group(2)) != m.group(2) for m in _NUMBERED.finditer(text))
 
 
+_DESCRIPTION = re.compile(r"^[^.!?\n]*?\b(?:is|was|are|were)\s+(?:an?|the)\s+[a-z]", re.I)
+
+
+def _describes(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> bool:
+    """A gold that is a description ("a bell inside a circle"), answered by the first sentence with the question's
+    subject and another description: "The election symbol of the party was a white flag with a red star"."""
+    if not spans:
+        return False
+    start, end = spans[0]
+    subject = re.split(r"\b(?:is|was|are|were)\b", text[start:end], maxsplit=1)[0]
+    topical = sum(w.text in question_words for w in words(subject)) >= 2
+    return topical and bool(_DESCRIPTION.match(text[start:end]))
+
+
 def _denies_event(text: str, question: str) -> bool:
     """Denies what the question asks about: "Rugged Lark did not win the title" for "In which years did it win"."""
     cues = role_cues(question)
@@ -275,6 +289,8 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
         return Verdict(INCORRECT, reason="the gold list is not given")
     if commitment is None and named and _resembles(text, ws, gold, question_words):
         return Verdict(INCORRECT, reason="names something like the gold that is not the gold")
+    if commitment is None and not named and _describes(text, spans, question_words):
+        return Verdict(INCORRECT, reason="describes another answer")
     if commitment is None:
         return Verdict(NOT_ATTEMPTED, reason="commits to no answer for the slot")
     if named and any(_partial(ws, commitment, items[0]) for items in gold.alternatives):

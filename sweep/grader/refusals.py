@@ -43,8 +43,8 @@ _ALTERNATIVE_AFTER = re.compile(
 _LIST_WITH_OR = re.compile(r"(?:\s*,\s*(?:[A-Z0-9][\w'.-]*\s*){1,3})+,?\s*or\b")
 _ALTERNATIVE_BEFORE = re.compile(r"\beither\b[^.!?]*$|\bor\s+(?:maybe\s+|perhaps\s+|possibly\s+)?$", re.I)
 _CORRECTION = re.compile(r"\b(?:correction|sorry|i mean|i meant|wait|(?:i'm|i am|i was) mistaken|scratch that|"
-                         r"on second thought|i was wrong|that's (?:wrong|incorrect|not right)|that is (?:wrong|incorrect)|"
-                         r"i misspoke)\b", re.I)
+                         r"on second thought|i was wrong|that's (?:wrong|incorrect|not right)|that is (?:wrong|"
+                         r"incorrect)|i misspoke)\b", re.I)
 _DENIAL = re.compile(r"\b(?:not|never)\s+(?:\w+\s+){0,2}any\b|n't\s+(?:\w+\s+){0,2}any\b|\b(?:has|had|have|with|"
                      r"there (?:is|are|was|were)) no\b(?! (?:doubt|idea|information|records?|data)\b)|"
                      r"\bno(?: one|body)\b|\bnone\b", re.I)

@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     grade = commands.add_parser("grade", help="grade any answers with the project's judges (CSV or Parquet)")
     grade.add_argument("--input", type=Path, required=True, help="columns question, answer (gold), response")
     grade.add_argument("--output", type=Path, required=True, help=".csv or .parquet: the rows plus grades")
-    grade.add_argument("--config", type=Path, default=Path("conf/grade.yaml"), help="conf/NAME.yaml: its judge.* keys")
+    grade.add_argument("--config", type=Path, help="a config file whose judge.* keys to use (default: the packaged "
+                       "defaults, the exact grader; conf/grade.yaml in a checkout)")
     grade.add_argument("overrides", nargs="*", help="dotted key=value, e.g. judge.kind=http")
     bench = commands.add_parser("bench", help="the paper's loop vs the engine, and the sweep's orchestration")
     bench.add_argument("--config", type=Path, default=Path("conf/bench.yaml"))
@@ -157,7 +158,13 @@ def _doctor(args: argparse.Namespace) -> None:
 def _grade(args: argparse.Namespace) -> None:
     from .grading import grade_file
 
-    cfg = _compose(args.config, args.overrides)
+    if args.config is None:
+        from .config import compose_judge_only, resolve_paths
+
+        cfg = compose_judge_only(args.overrides)
+        resolve_paths(cfg, Path.cwd())
+    else:
+        cfg = _compose(args.config, args.overrides)
     print(grade_file(cfg, args.input.resolve(), args.output.resolve()))
 
 

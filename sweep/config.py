@@ -240,6 +240,24 @@ def compose(config_file: Path, overrides: list[str]) -> SweepConfig:
     return cfg
 
 
+def compose_judge_only(overrides: list[str]) -> SweepConfig:
+    """The `grade` command's config without a config file: the schema's judge defaults (the exact grader) and the
+    overrides. No model spec is read, so it runs from any folder on an installed package; judge.kind=local loads a
+    model and needs a checkout's conf/ through --config."""
+    if bad := [o for o in overrides if "=" not in o]:
+        raise ConfigError(f"overrides must be key=value, got: {', '.join(bad)}")
+    try:
+        override_layer = OmegaConf.from_dotlist(overrides)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot parse overrides {overrides}: {err}") from err
+    merged = _merge(OmegaConf.structured(SweepConfig), override_layer)
+    cfg: SweepConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    validate(cfg)
+    if cfg.judge.kind == "local":
+        raise ConfigError("judge.kind=local loads a model from a checkout's model specs: pass --config conf/grade.yaml")
+    return cfg
+
+
 def load_model_spec(conf_dir: Path, name: str) -> DictConfig:
     path = model_spec_path(conf_dir, name)
     if not path.exists():

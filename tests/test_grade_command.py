@@ -74,3 +74,23 @@ def test_an_http_judge_grades_through_the_same_command_and_caches_beside_the_out
     finally:
         stub.server.shutdown()
         stub.server.server_close()
+
+
+def test_the_packaged_defaults_grade_from_an_empty_folder_without_a_config_file(tmp_path, capsys, monkeypatch):
+    # A pip-installed user has no conf/: with no --config the command uses the defaults shipped in the package.
+    monkeypatch.chdir(tmp_path)
+    ROWS.to_csv(tmp_path / "in.csv", index=False)
+    code = main(["grade", "--input", "in.csv", "--output", "out.csv"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert pd.read_csv(tmp_path / "out.csv")["grade"].tolist() == ["CORRECT", "INCORRECT", "NOT_ATTEMPTED", "CORRECT"]
+    assert "by the `exact` judge" in out.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+def test_a_local_judge_without_a_config_file_says_what_it_needs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ROWS.to_csv(tmp_path / "in.csv", index=False)
+    code = main(["grade", "--input", "in.csv", "--output", "out.csv", "judge.kind=local"])
+    assert code == 2 and "pass --config conf/grade.yaml" in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists()

@@ -114,7 +114,7 @@ CASES = [
     ("name", ROSENBLATT, "Michio Sugeno", "Michio Kaku", I),  # shares a word, different surname
     ("name", ROSENBLATT, "Michio Sugeno", "Michio Sugenoff", I),
     ("name", ROSENBLATT, "Michio Sugeno", "Michio Kakezawa received the award in 2010.", I),
-    ("name", LIEFDE, "De Liefde", "the ship Liefde", I),  # a text gold needs all its words
+    ("name", LIEFDE, "De Liefde", "the ship Liefde", NA),  # part of the gold, contradicting nothing
     # the answer is the first committed one: detail may follow, a rival may not precede
     ("ramble", VERKOLJE, "1693", "1693. He was born in Delft in 1632 and painted portraits.", C),
     ("ramble", VERKOLJE, "1693", "He died in 1693, aged 51.", C),
@@ -126,6 +126,74 @@ CASES = [
      "serve two years. Later reforms gave the vote to the public.", I),
     ("ramble", "Who requested the flight restriction?", "The Coast Guard",
      "**The Coast Guard** requested the Coast Guard requested the Coast Guard", C),
+    # the grade follows the name committed for the slot (issue 14), not every mention
+    ("commit", "What is the capital of Australia?", "Canberra",
+     "Melbourne. Canberra was chosen later as a compromise.", I),  # another answer leads, the gold after it
+    ("commit", "Which university did she attend?", "University of Toronto",
+     "McGill University, near the University of Toronto campus.", I),
+    ("commit", "Who wrote The Master and Margarita?", "Mikhail Bulgakov",
+     "Anton Chekhov, whose friend Bulgakov admired him, wrote it.", I),
+    ("commit", "Who was the 41st president of the United States?", "George H. W. Bush",
+     "George W. Bush was the 41st president.", I),  # part of the gold's middle names: another person
+    ("commit", "Who appointed the Chief Justice of India, Mirza Hameedullah Beg, in 1977?", "Fakhruddin Ali Ahmed",
+     "Mirza Hamed Beg, the 19th President of India, appointed the Chief Justice of India, Shaukat Ali Ahmed, on "
+     "11 January 1977.", I),  # a name sharing two of the gold's words is not the gold
+    ("commit", "Who won the match?", "Michio Sugeno", "Lotfi Zadeh won. Michio Sugeno came second.", I),
+    ("commit", "Who directed the film?", "Steven Spielberg",
+     "The film was directed by George Lucas and produced by Steven Spielberg.", I),
+    ("commit", "Who directed the film?", "Steven Spielberg",
+     "The film was produced by George Lucas and directed by Steven Spielberg.", C),  # a producer: another role
+    ("commit", "Who directed the film?", "Steven Spielberg", "The answer is Steven Spielberg.", C),
+    ("commit", "Which tennis player won the 2011 Wimbledon men's singles title?", "Novak Djokovic",
+     "Djokovic beat Federer in the final.", C),  # a surname is enough for a person
+    ("commit", "What is the name of the ship?", "Michio Sugeno", "Sugeno.", NA),  # part of a name that is no person
+    ("commit", "Who received the award in 2010?", "Michio Sugeno", "The award went to none other than Michio "
+     "Sugeno.", C),
+    ("commit", "Who received the award in 2010?", "Michio Sugeno",
+     "The award is given every year to a researcher who has advanced the field.", NA),  # nothing committed
+    ("commit", "Who received the Jerlov Award in 2018?", "Annick Bricaud",
+     "The award is given annually. The 2018 award was awarded to Dr. Peter J. Schwartz.", I),
+    ("commit", "What is the name of the fortress used as a lair by the wyrm?", "Bastion of Unborn Souls",
+     "It lairs in the Bastion of Lost Souls.", I),  # a name like the gold that is not the gold
+    ("commit", "Which amateur astronomer was 162 Laurentia named after?", "Joseph Jean Pierre Laurent",
+     "The astronomer named after Laurentia is Laurentia.", NA),  # the question's word is no spelling of the gold
+    ("commit", "What was the name of the ride?", "The Catapult",
+     "Answer: A) The Catapult", C),  # an option letter is no name
+    # roles: numbers and dates in other roles do not count against a right answer
+    ("role", "In what year did Arcangelo Corelli die?", "1713", "Corelli, born in 1653, died in 1713.", C),
+    ("role", "In what year did Arcangelo Corelli die?", "1713", "Corelli, born in 1653 in Fusignano, died in Rome "
+     "in 1713.", C),
+    ("role", "How many Academy Awards did Ben-Hur win?", "11", "Ben-Hur was nominated for 14 Academy Awards and "
+     "won 11.", C),
+    ("role", "On what date did the Golden Gate Bridge open?", "27 May 1937",
+     "Construction began on 5 January 1933 and the bridge opened on 27 May 1937.", C),
+    ("role", "How many people were injured in the blast?", "24", "Two people were killed and 24 were injured.", C),
+    ("role", "In what year did Arcangelo Corelli die?", "1713", "Corelli was born in 1653 and died in 1712.", I),
+    ("role", "In what year did Arcangelo Corelli die?", "1713", "He died in 1713, though some sources give 1714.", I),
+    ("commit", "What was the election symbol of the party?", "a bell inside a circle",
+     "The election symbol of the party was a white flag with a red star.", I),  # another description
+    # refusals, bounds, ordinals, units
+    ("refusal", ROSENBLATT, "Michio Sugeno", "I'm sorry, but I don't have information about that.", NA),
+    ("refusal", ROSENBLATT, "Michio Sugeno", "Michio Sugeno, but I'm not certain.", C),
+    ("number", "How many children did he have?", "2", "He had at least 2 children.", NA),  # a bound holding the gold
+    ("number", "How many children did he have?", "2", "He had more than 2 children.", I),
+    ("number", "In which place did she finish?", "3rd", "She finished third.", C),
+    ("number", "In which place did she finish?", "third", "She finished 3rd.", C),
+    ("number", "How tall is the tower in meters?", "46 m", "The tower is 4,600 cm tall.", C),
+    ("number", "At what temperature does water boil at sea level?", "100 °C", "It boils at 212 °F.", C),
+    ("number", "In what year was he ordained?", "1821", "He was ordained in the 1810s.", I),
+    ("number", "What is the peak brightness of the phone in nits?", "1200 nits", "It peaks at 1,600 nits.", I),
+    ("number", "What was the total number of locations surveyed?", "1571", "The study surveyed 150 locations.", I),
+    ("negation", ROSENBLATT, "Michio Sugeno", "The petitioner was represented by no one other than Michio Sugeno.",
+     C),
+    ("negation", "In which two years did Rugged Lark win the title?", "1985 and 1987",
+     "Rugged Lark did not win the title.", I),
+    ("negation", VERKOLJE, "1693", "1693 - wait, I'm mistaken, I don't actually know.", I),
+    ("ramble", "As a teen, what job sparked her interest in hospitals?", "hospital volunteer",
+     "work at a hospital. work at a hospital. work at a hospital. work at a hospital. work at hospital volunteer "
+     "work at hospital", NA),  # the gold's words deep in a loop
+    ("ramble", ROSENBLATT, "Michio Sugeno",
+     "Who received the IEEE Frank Rosenblatt Award in 2010?\n\nI need this information for a project.", NA),
     # the official template's examples
     ("template", OBAMA_KIDS, "Malia Obama and Sasha Obama", "sasha and malia obama", C),
     ("template", OBAMA_KIDS, "Malia Obama and Sasha Obama",

@@ -1,0 +1,298 @@
+"""Slots and commitment for a text gold: the names an answer commits to for the question's slot, and its grade.
+
+A committed name stands in an answer position, in this order of strength: right by a role cue of the question or
+an answer cue ("directed by X", "X won", "the answer is X"); leading the first sentence that names anything
+("X.", "X, ...", "It was X") or after its copula ("... is called X"); after a participle ("awarded to X"); else
+the first name of that sentence. The first committed name decides: the gold, or another answer (INCORRECT even
+with the gold after it), or a part of the gold that contradicts nothing (NOT_ATTEMPTED)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .names import (PARTICLES, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, count_contradicts, covers,
+                    extra_member, locate, other_given_name, same_token)
+from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
+from .region import answer_region_end, declines, makes_claim
+from .roles import cued_after, cued_before, passive_cues, role_cues, stem
+from .text import Word, sentence_at, words
+from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
+
+_JOINERS = frozenset({"of", "the", "and", "for", "de", "van", "von", "der", "den", "da", "di", "du", "del", "la",
+                      "le", "al", "el", "bin", "ibn", "y"})
+_ANSWER_CUE = re.compile(r"\b(?:answer(?: is| would be)?|none other than)\s*:?\s*$", re.I)
+_LEADING = re.compile(r"^\W*(?:(?:the (?:correct )?answer is|answer|(?:it|this|that) (?:\w+ ){0,2}(?:is|was|be|been)|"
+                      r"i (?:think|believe)(?: (?:it|that) (?:is|was))?|probably|perhaps|maybe|yes|sure|"
+                      r"the)\W*)*$", re.I)
+_COPULA = re.compile(r"\b(?:(?:is|was|are|were)(?:\s+(?:called|named|known as|titled))?|called|named|known as|"
+                     r"titled)\s+(?:the\s+)?\W*$", re.I)
+# "awarded to X", "went to X" (the agent of "awarded by X" is another role).
+_PARTICIPLE = re.compile(r"\b(?:[a-z]+ed|[a-z]+en|won|went|goes|gave|belongs?|made|built|led|held|sold|"
+                         r"taught|found)\s+(?:[a-z]+\s+)?to\s+(?:the\s+)?\W*(?:(?:dr|prof|sir|mr|mrs|ms)\b\W*)?$", re.I)
+# A leading name ends the sentence or clause, or its verb follows ("Djokovic beat"); "Most people", "Albanian folk
+# music" are no names in answer position.
+_ENDS_NAME = re.compile(r"[ \t]*(?:\n|[^\w\s]|$|(?:is|was|were|are|has|had|have|did|does|will|would|also|then|beat|won|"
+                        r"wrote|led|made|became|took|gave|held|built|found|began|ran|sang|came|went|got|saw|met|"
+                        r"said|told|brought|bought|taught|drew|lost|left|[a-z]+ed|[a-z]+es)\b)")
+
+
+@dataclass(frozen=True)
+class Entity:
+    first: int  # word indices into the answer's words
+    last: int
+    strength: int  # 0 role or answer cue, 1 leading or copula, 2 after a participle, 3 first name, 9 none
+
+
+def _joined(text: str, a: Word, b: Word) -> bool:
+    gap = text[a.end:b.start]
+    return bool(re.fullmatch(r"[ \t'-]*", gap) or ((a.initial or a.text in TITLES) and re.fullmatch(r"\.\s*", gap)))
+
+
+def _name_word(text: str, w: Word) -> bool:
+    return text[w.start].isupper()
+
+
+def entities(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[int, int]]:
+    """Runs of capitalised words ("George H. W. Bush", "University of Toronto") with a word of their own: not
+    only question words, titles and sentence openers."""
+    runs, i = _quoted(text, ws, question_words), 0
+    while i < len(ws):
+        if not _name_word(text, ws[i]):
+            i += 1
+            continue
+        if _not_a_name(text, ws[i]):
+            i += 1
+            continue
+        j = i
+        while (step := _continues(text, ws, j)) > 0:
+            j += step
+        own = [w for w in ws[i:j + 1] if w.text not in question_words | SENTENCE_OPENERS | TITLES | _JOINERS]
+        while i < j and ws[i].text in SENTENCE_OPENERS:  # "The University of Toronto"
+            i += 1
+        if own or _ANSWER_CUE.search(text[:ws[i].start]):  # "The answer is Sikkim", though the question says Sikkim
+            runs.append((i, j))
+        i = j + 1
+    return sorted(set(runs))
+
+
+def _continues(text: str, ws: list[Word], j: int) -> int:
+    """How many words the name run ending at ws[j] grows by: a capitalised word, or up to two joiners and one
+    ("Bastion of the Stars"); 0 if it ends."""
+    for step in (1, 2, 3):
+        if j + step >= len(ws) or not _joined(text, ws[j + step - 1], ws[j + step]):
+            return 0
+        if _name_word(text, ws[j + step]) and not _not_a_name(text, ws[j + step]):
+            return step
+        if ws[j + step].text not in _JOINERS:
+            return 0
+    return 0
+
+
+def _not_a_name(text: str, word: Word) -> bool:
+    """An option letter ("A)", "(B)") or a [placeholder]."""
+    return bool(re.match(r"[A-E]\)", text[word.start:word.end + 1]) or re.search(r"\[[^\]]*$", text[:word.start]))
+
+
+def _quoted(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[int, int]]:
+    """Short quoted answers ("selfie") with a word the question does not hold."""
+    runs = []
+    for quote in re.finditer(r'"([^"\n]{1,60})"', text):
+        inside = [k for k, w in enumerate(ws) if quote.start(1) <= w.start < quote.end(1)]
+        if inside and any(ws[k].text not in question_words for k in inside):
+            runs.append((inside[0], inside[-1]))
+    return runs
+
+
+def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[frozenset[str], frozenset[str]],
+              lead_sentence: tuple[int, int]) -> int:
+    start, end = ws[run[0]].start, ws[run[1]].end
+    before = text[lead_sentence[0]:start]
+    if cued_before(text, start, *cues) or cued_after(text, end, cues[0]) or _ANSWER_CUE.search(text[:start]):
+        return 0
+    in_lead = lead_sentence[0] <= start < lead_sentence[1]
+    if in_lead and ((_LEADING.match(before) and _ENDS_NAME.match(text, end)) or _COPULA.search(before)):
+        return 1
+    if _PARTICIPLE.search(text[max(0, start - 60):start]):
+        return 2
+    return 9
+
+
+def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, int]]) -> tuple[int, int, int] | None:
+    """The name the answer commits to for the slot (first and last word index, strength), if any."""
+    question_words = {w.text for w in words(question)}
+    runs = entities(text, ws, question_words)
+    if not runs:
+        return None
+    lead = spans[sentence_at(spans, ws[runs[0][0]].start)]
+    cues = (role_cues(question), passive_cues(question))
+    ranked = [(_strength(text, ws, r, cues, lead), k, r) for k, r in enumerate(runs)
+              if not is_negated(text, ws[r[0]].start, ws[r[1]].end)]
+    if not ranked:
+        return None
+    best = min(ranked)
+    return (*best[2], best[0]) if best[0] < 9 else None
+
+
+def _topic(word: Word, question_words: set[str], gold_words: set[str]) -> bool:
+    """A question word, or its cut-off start, that is no gold word: the topic, never a spelling of the gold
+    ("Laurentia" or a truncated "Lauren" for "Laurent")."""
+    return word.text not in gold_words and any(q.startswith(word.text) for q in question_words)
+
+
+def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words: set[str]) -> bool:
+    """The committed name is the gold: it holds the gold's required words and, for a person, no given name of its
+    own ("Shaukat Ali Ahmed" is not "Fakhruddin Ali Ahmed") and no part of the gold's middle names without the rest
+    ("George W. Bush" is not "George H. W. Bush")."""
+    inside = ws[run[0]:run[1] + 1]
+    if item.person:  # "Masoodi of the National Conference": the person ends before "of"
+        cut = [k for k, w in enumerate(inside) if w.text in {"of", "the", "and", "for"}]
+        inside = inside[:cut[0]] if cut else inside
+    if locate(item, [w for w in inside if not _topic(w, question_words, set(item.tokens))]) is None:
+        return False
+    if not item.person:
+        return True
+    held: set[int] = set()
+    for j, w in enumerate(inside):
+        hits, _ = covers(inside, j, item)
+        if _topic(w, question_words, set(item.tokens)):
+            hits = frozenset()
+        if not hits and w.text not in question_words | TITLES | PARTICLES | _JOINERS:
+            return False
+        held |= hits
+    middle = {k for k in range(1, item.core - 1) if item.tokens[k] not in PARTICLES}
+    return not (held & middle) or middle <= held
+
+
+def _names_something(gold: GoldText) -> bool:
+    """A gold of one name: capitalised first and last words, no digits ("University of Toronto", "De Liefde")."""
+    return any(len(items) == 1 and not any(t.isdigit() for t in items[0].tokens) for items in gold.alternatives) \
+        and gold.capitalised
+
+
+_NUMBERED = re.compile(r"\b([a-z]+)\s*,?\s*(?:no\.?\s*)?(\d+)\b", re.I)
+
+
+def _other_numbering(text: str, gold_text: str) -> bool:
+    """A gold that numbers its parts ("Season 1 episode 3") answered with another number for one of them
+    ("Season 1, episode 6")."""
+    wanted = {m.group(1).lower(): m.group(2) for m in _NUMBERED.finditer(gold_text)}
+    return any(wanted.get(m.group(1).lower(), m.group(2)) != m.group(2) for m in _NUMBERED.finditer(text))
+
+
+_DESCRIPTION = re.compile(r"^[^.!?\n]*?\b(?:is|was|are|were)\s+(?:an?|the)\s+[a-z]", re.I)
+
+
+def _describes(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> bool:
+    """A gold that is a description ("a bell inside a circle"), answered by the first sentence with the question's
+    subject and another description: "The election symbol of the party was a white flag with a red star"."""
+    if not spans:
+        return False
+    start, end = spans[0]
+    subject = re.split(r"\b(?:is|was|are|were)\b", text[start:end], maxsplit=1)[0]
+    topical = sum(w.text in question_words for w in words(subject)) >= 2
+    return topical and bool(_DESCRIPTION.match(text[start:end]))
+
+
+def _denies_event(text: str, question: str) -> bool:
+    """Denies what the question asks about: "Rugged Lark did not win the title" for "In which years did it win"."""
+    cues = role_cues(question)
+    return any(stem(m) in cues for m in re.findall(r"\b(?:not|never|n't)\s+(?:\w+ly\s+)?([a-z]+)", text))
+
+
+def _loose(text: str, ws: list[Word], first: int, last: int, item: GoldItem, spans: list[tuple[int, int]]) -> bool:
+    """A gold found by its words alone that is no answer: spread over sentences, a name's words scattered ("liberal
+    reforms and a strong national" for "National Liberal Party"), or inside a loop that repeats itself."""
+    sentence = sentence_at(spans, ws[first].start)
+    if sentence != sentence_at(spans, ws[last].start):
+        return True
+    strays = [w for w in ws[first:last + 1] if w.text not in _JOINERS and not any(same_token(w.text, t)
+                                                                                  for t in item.tokens)]
+    if not item.person and len(strays) > 1:
+        return True
+    start, end = spans[sentence]
+    grams = [tuple(w.text for w in ws[k:k + 4]) for k in range(len(ws) - 3) if start <= ws[k].start < end]
+    return any(grams.count(g) >= 3 for g in set(grams))
+
+
+def _resembles(text: str, ws: list[Word], gold: GoldText, question_words: set[str]) -> bool:
+    """A name sharing a required word with the gold but not the gold ("the Bastion of Lost Souls" for the Bastion
+    of Unborn Souls): another answer, even where it stands in no answer position."""
+    for run in entities(text, ws, question_words):
+        for items in gold.alternatives:
+            item = items[0]
+            shares = any(same_token(w.text, item.tokens[k]) for w in ws[run[0]:run[1] + 1] for k in item.required)
+            if len(items) == 1 and shares and not is_gold(ws, run, item, question_words) \
+                    and not _partial(ws, run, item):
+                return True
+    return False
+
+
+def _partial(ws: list[Word], run: tuple[int, int], item: GoldItem) -> bool:
+    """Only words of the gold, but not enough of them ("Sugeno" for a ship called "Michio Sugeno")."""
+    inside = ws[run[0]:run[1] + 1]
+    return locate(item, inside) is None and all(any(same_token(w.text, t) for t in item.tokens[:item.core])
+                                                for w in inside)
+
+
+def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, int]], gold_text: str = "") -> Verdict:
+    question_words = {w.text for w in words(question)}
+    refusing = [(s, e) for s, e in spans if is_refusal(text[s:e])]
+    region_end = answer_region_end(text, spans, question_words)
+    ws = [w for w in words(text) if w.start < region_end and not any(s <= w.start < e for s, e in refusing)]
+    commitment = committed(text, ws, question, spans)
+    # A name is asked for: what the answer commits to decides. Other golds ("Season 7, Episode 20") are looked for.
+    named = _names_something(gold)
+    for items in gold.alternatives:
+        named_here = named and len(items) == 1 and commitment is not None
+        if named_here:  # one name asked: only the committed one counts
+            if not is_gold(ws, commitment, items[0], question_words):
+                continue
+            inside = locate(items[0], ws[commitment[0]:commitment[1] + 1])
+            found: list[tuple[int, int] | None] = [(inside[0] + commitment[0], inside[1] + commitment[0])]
+        else:  # a question word, or its cut-off start, is no spelling of a gold word ("Laurentia" for "Laurent")
+            gold_words = {t for item in items for t in item.tokens}
+            kept = [k for k, w in enumerate(ws) if not _topic(w, question_words, gold_words)]
+            located = [locate(item, [ws[k] for k in kept]) for item in items]
+            found = [(kept[f[0]], kept[f[1]]) if f else None for f in located]
+        if any(f is None for f in found):
+            continue
+        if not named_here and any(_loose(text, ws, f, e, item, spans) for (f, e), item in zip(found, items)):
+            continue
+        if commitment is not None and commitment[2] <= 1 and not any(
+                f <= commitment[1] and commitment[0] <= e for f, e in found):
+            return Verdict(INCORRECT, reason="commits to another answer")
+        spans_found = [(ws[f].start, ws[e].end) for f, e in found]
+        block_start, block_end = min(s for s, _ in spans_found), max(e for _, e in spans_found)
+        if any(is_negated(text, s, e) for s, e in spans_found):
+            return Verdict(INCORRECT, reason="the gold answer is negated")
+        if offers_alternative(text, block_start, block_end, spans):
+            return Verdict(INCORRECT, reason="offers an alternative answer")
+        if is_retracted(text, block_end, spans, lambda pos, items=items: all(locate(i, ws, pos) for i in items)):
+            return Verdict(INCORRECT, reason="the answer is retracted")
+        if len(items) > 1 and extra_member(text, ws, found, items, question_words):
+            return Verdict(INCORRECT, reason="an extra member in the list")
+        if any(other_given_name(ws, f, item, items, spans, question_words) for (f, _), item in zip(found, items)):
+            return Verdict(INCORRECT, reason="a different given name")
+        hedged = is_hedged(text[:spans[sentence_at(spans, block_end - 1)][1]])
+        return Verdict(CORRECT, hedged, "the gold answer is committed")
+    largest = max(len(items) for items in gold.alternatives)
+    if largest > 1 and count_contradicts(text, largest):
+        return Verdict(INCORRECT, reason="states a different number of items")
+    if _other_numbering(text[:region_end], gold_text):
+        return Verdict(INCORRECT, reason="gives another number for a part of the gold")
+    if denies(text, spans) or _denies_event(text, question):
+        return Verdict(INCORRECT, reason="denies that there is an answer")
+    if declines(text, spans, question_words):
+        return Verdict(NOT_ATTEMPTED, reason="declines to answer")
+    if largest > 1 and any(makes_claim(text[s:e], question_words) for s, e in spans):
+        return Verdict(INCORRECT, reason="the gold list is not given")
+    if commitment is None and named and _resembles(text, ws, gold, question_words):
+        return Verdict(INCORRECT, reason="names something like the gold that is not the gold")
+    if commitment is None and not named and _describes(text, spans, question_words):
+        return Verdict(INCORRECT, reason="describes another answer")
+    if commitment is None:
+        return Verdict(NOT_ATTEMPTED, reason="commits to no answer for the slot")
+    if named and any(_partial(ws, commitment, items[0]) for items in gold.alternatives):
+        return Verdict(NOT_ATTEMPTED, reason="names only part of the gold, contradicting nothing")
+    return Verdict(INCORRECT, reason="commits to another answer")

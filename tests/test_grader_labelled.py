@@ -1,0 +1,55 @@
+"""The grader against the labelled set (tests/data/grader_labels.csv): real model outputs (the authors' Gemma-2-2B
+baseline and steered outputs, this project's SmolLM2 outputs) and hand-written cases, labelled by reading per the
+simple-evals rubric. The confusion matrices are printed (pytest -s); `python -m sweep.grader.evaluate_labels
+tests/data/grader_labels.csv` prints them per arm too (docs/grading.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweep.grader.evaluate_labels import WRITTEN, agreement, graded, read_labels, report
+
+LABELS = Path(__file__).parent / "data" / "grader_labels.csv"
+# The issue's targets. The false-CORRECT rate (the error that flatters steering) is held to its target; agreement
+# is held to a floor under what the grader measures today, and the issue's targets stay visible as strict xfails
+# until the grader reaches them (docs/grading.md lists the classes it still misses).
+FALSE_CORRECT_MAX = 0.01
+AGREEMENT_FLOOR, REAL_AGREEMENT_FLOOR = 0.88, 0.86
+AGREEMENT_TARGET, REAL_AGREEMENT_TARGET = 0.95, 0.90
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    result = graded(read_labels(LABELS))
+    print("\n" + report(result))
+    return result
+
+
+def test_the_set_holds_enough_real_outputs(frame):
+    assert len(frame) >= 250 and (frame["source"] != WRITTEN).sum() >= 150
+
+
+def test_non_correct_answers_are_almost_never_graded_correct(frame):
+    a = agreement(frame)
+    assert a.false_correct <= FALSE_CORRECT_MAX, f"{a.false_correct:.1%} of {a.non_correct} non-CORRECT labels"
+
+
+def test_agreement_stays_above_its_floor(frame):
+    assert agreement(frame).agree >= AGREEMENT_FLOOR
+    assert agreement(frame[frame["source"] != WRITTEN]).agree >= REAL_AGREEMENT_FLOOR
+
+
+@pytest.mark.xfail(strict=True, reason="the issue's targets (95% overall, 90% on real outputs) are not reached yet")
+def test_agreement_reaches_the_issues_targets(frame):
+    assert agreement(frame).agree >= AGREEMENT_TARGET
+    assert agreement(frame[frame["source"] != WRITTEN]).agree >= REAL_AGREEMENT_TARGET
+
+
+def test_a_label_outside_the_three_grades_is_refused(tmp_path):
+    bad = tmp_path / "labels.csv"
+    pd.read_csv(LABELS, keep_default_na=False, dtype=str).head(2).assign(label="MAYBE").to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="labels must be one of"):
+        read_labels(bad)

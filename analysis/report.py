@@ -216,7 +216,7 @@ def _degenerate_section(arms: dict[str, pd.DataFrame], cfg: SweepConfig) -> str:
 
 def _judge_note(cfg: SweepConfig) -> str:
     if cfg.judge.kind == "exact":
-        return ("Judge: the strict deterministic grader (`sweep/grader.py`, SimpleQA's rubric as rules). Its 1-5 score "
+        return ("Judge: the strict deterministic grader (`sweep/grader/`, SimpleQA's rubric as rules; docs/grading.md). Its 1-5 score "
                 "is a function of its grade, not of overlap: " + sections.GRADE_DERIVED.removeprefix("† "))
     return (f"Judge: `{cfg.judge.kind}` (`{cfg.judge.model}`). Its 1-5 score is the judge's own, on the paper's rubric "
             "(correctness, relevance and completeness against the gold answer).")

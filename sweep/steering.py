@@ -16,6 +16,9 @@ Faithful mode (the paper's): every pass holds the whole sequence, so every posit
 mean of the current pass. Cached mode (KV cache on): a pass after the first holds only the new token; past
 positions keep the shift they got, and mu is a running mean of the layer's outputs over all positions so far
 (float32 sums and counts).
+
+The layer's output is steered in place, and each row's vectors and weights are laid out per layer once per
+generate call; the engine drops finished rows from the hook's per-row state with `Positions.select`.
 """
 
 from __future__ import annotations

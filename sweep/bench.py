@@ -190,8 +190,9 @@ def engine_costs(engine: Engine, costs: EngineCosts, faithful_rows: int, seed: i
         work = make_trials(engine, max(costs.overhead_batch_sizes), seed)
         steer = steer_rows(torch.stack([t.vectors for t in work]), [(t.alpha, t.gamma) for t in work],
                            exclude_sink=False, cached=True)
-        result["steer_overhead"] = overhead_table(engine, [t.prompt for t in work], steer, costs.overhead_batch_sizes,
-                                                  faithful_rows, costs.cached_tokens, costs.faithful_tokens, costs.repeats)
+        result["steer_overhead"] = overhead_table(
+            engine, [t.prompt for t in work], steer, costs.overhead_batch_sizes, faithful_rows, costs.cached_tokens,
+            costs.faithful_tokens, costs.repeats)
     if costs.compaction_rows:
         texts, steer = demo_workload(engine, QUESTIONS, costs.compaction_rows, seed)
         result["compaction"] = compaction(engine, texts, steer, costs.compaction_tokens, costs.compact_thresholds,
@@ -262,6 +263,6 @@ def cost_lines(result: dict[str, Any]) -> list[str]:
         c = result["compaction"]
         lines.append(f"  finished rows: {c['real_share']:.0%} of computed positions real ({c['rows']} demo rows, "
                      f"{c['new_tokens']} tokens), {c['kept_s']:.2f} s kept in the batch")
-        lines += [f"    compacted below {r['compact_below']:.2f} live: {r['real_share']:.0%} real, {r['seconds']:.2f} s, "
-                  f"{r['speedup']:.2f}x, same texts: {r['same_texts']}" for r in c["compacted"]]
+        lines += [f"    compacted below {r['compact_below']:.2f} live: {r['real_share']:.0%} real, "
+                  f"{r['seconds']:.2f} s, {r['speedup']:.2f}x, same texts: {r['same_texts']}" for r in c["compacted"]]
     return lines

@@ -18,6 +18,7 @@ from . import prompts
 from .config import SweepConfig
 from .engine import Engine
 from .models import compute_dtype, load, locate
+from .overhead import compaction, demo_workload, overhead_table
 from .reference import paper_loop
 from .steering import steer_rows
 
@@ -170,8 +171,37 @@ def sweep_overhead(cfg: SweepConfig, prompts_count: int) -> dict[str, float]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class EngineCosts:
+    """Sizes of the steer-overhead table and the compaction run (sweep/overhead.py); empty / 0 skips each."""
+
+    overhead_batch_sizes: list[int]
+    cached_tokens: int
+    faithful_tokens: int
+    repeats: int
+    compaction_rows: int
+    compaction_tokens: int
+    compact_thresholds: list[float]
+
+
+def engine_costs(engine: Engine, costs: EngineCosts, faithful_rows: int, seed: int) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if costs.overhead_batch_sizes:
+        work = make_trials(engine, max(costs.overhead_batch_sizes), seed)
+        steer = steer_rows(torch.stack([t.vectors for t in work]), [(t.alpha, t.gamma) for t in work],
+                           exclude_sink=False, cached=True)
+        result["steer_overhead"] = overhead_table(
+            engine, [t.prompt for t in work], steer, costs.overhead_batch_sizes, faithful_rows, costs.cached_tokens,
+            costs.faithful_tokens, costs.repeats)
+    if costs.compaction_rows:
+        texts, steer = demo_workload(engine, QUESTIONS, costs.compaction_rows, seed)
+        result["compaction"] = compaction(engine, texts, steer, costs.compaction_tokens, costs.compact_thresholds,
+                                          costs.repeats)
+    return result
+
+
 def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, faithful_trials: int, batch_sizes: list[int],
-              new_tokens: int, sweep_studies: int) -> dict[str, Any]:
+              new_tokens: int, sweep_studies: int, costs: EngineCosts) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     engine = Engine(*load(cfg.model, locate(cfg.model, Path(cfg.conf_dir))))
     work = make_trials(engine, trials, cfg.seed)
@@ -196,6 +226,7 @@ def run_bench(cfg: SweepConfig, trials: int, paper_trials: int, faithful_trials:
         "speedup_cached": best_cached["trials_per_s"] / paper["trials_per_s"],
         "mfu_cached": best_cached["tokens_per_s"] * flops_per_token(engine) / peak,
         "batch_agreement": agreement,
+        **engine_costs(engine, costs, faithful_trials, cfg.seed),
     }
     if sweep_studies:
         del engine
@@ -215,8 +246,23 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
                      f"  peak memory {r['peak_memory_mb']:.0f} MB{batch}")
     lines.append(f"  speedup faithful {result['speedup_faithful']:.1f}x, cached {result['speedup_cached']:.1f}x; "
                  f"cached MFU {result['mfu_cached']:.1%}; batched = alone for {result['batch_agreement']:.0%} of trials")
+    lines += cost_lines(result)
     if "sweep" in result:
         s = result["sweep"]
         lines.append(f"  sweep: tune stage {s['tune_stage_s']:.1f} s vs engine {s['engine_s']:.1f} s for "
                      f"{s['trials']:.0f} trials (mean batch {s['mean_batch']:.1f}): overhead {s['sweep_overhead']:.0%}")
+    return lines
+
+
+def cost_lines(result: dict[str, Any]) -> list[str]:
+    """The steer-overhead table and the compaction figures, where measured."""
+    lines = [f"  steer overhead, {r['mode']:<8} batch {r['batch']:>3}: {r['steered_tokens_per_s']:8.1f} steered vs "
+             f"{r['unsteered_tokens_per_s']:8.1f} unsteered tokens/s ({r['new_tokens']} tokens, median of "
+             f"{r['repeats']}): steer_overhead {r['steer_overhead']:+.3f}" for r in result.get("steer_overhead", [])]
+    if "compaction" in result:
+        c = result["compaction"]
+        lines.append(f"  finished rows: {c['real_share']:.0%} of computed positions real ({c['rows']} demo rows, "
+                     f"{c['new_tokens']} tokens), {c['kept_s']:.2f} s kept in the batch")
+        lines += [f"    compacted below {r['compact_below']:.2f} live: {r['real_share']:.0%} real, "
+                  f"{r['seconds']:.2f} s, {r['speedup']:.2f}x, same texts: {r['same_texts']}" for r in c["compacted"]]
     return lines

@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-sizes", default="8,32", help="comma-separated engine batch sizes")
     bench.add_argument("--new-tokens", type=int, default=100)
     bench.add_argument("--sweep-studies", type=int, default=8, help="studies in the sweep-overhead run (0: skip)")
+    bench.add_argument("--overhead-batch-sizes", default="1,16,64,256",
+                       help="batch sizes of the steered vs unsteered table ('': skip)")
+    bench.add_argument("--overhead-tokens", type=int, default=32, help="new tokens per row there, cached mode")
+    bench.add_argument("--faithful-overhead-tokens", type=int, default=8, help="new tokens per row there, faithful")
+    bench.add_argument("--repeats", type=int, default=3, help="alternating repeats of the overhead and compaction runs")
+    bench.add_argument("--compaction-rows", type=int, default=64, help="demo rows generated to EOS (0: skip)")
+    bench.add_argument("--compaction-tokens", type=int, default=48, help="their max new tokens (conf/demo.yaml's)")
+    bench.add_argument("--compact-below", default="0.5,0.75,1", help="compaction thresholds to time (live share)")
     bench.add_argument("--orchestration", action="store_true",
                        help="only the tune stage's orchestration, with a zero-cost engine in the replicas")
     bench.add_argument("--prompts", default="500,2000,4326", help="with --orchestration: prompt counts")
@@ -133,12 +141,15 @@ def _bench(args: argparse.Namespace) -> None:
 
         result = run_orchestration_bench(cfg, [int(p) for p in args.prompts.split(",")])
     else:
-        from .bench import run_bench, summary_lines
+        from .bench import EngineCosts, run_bench, summary_lines
 
         sizes = [int(b) for b in args.batch_sizes.split(",")]
         cfg.generation.max_new_tokens = args.new_tokens  # the sweep-overhead run generates as many tokens
+        costs = EngineCosts([int(b) for b in args.overhead_batch_sizes.split(",") if b.strip()], args.overhead_tokens,
+                            args.faithful_overhead_tokens, args.repeats, args.compaction_rows, args.compaction_tokens,
+                            [float(t) for t in args.compact_below.split(",") if t.strip()])
         result = run_bench(cfg, args.trials, args.paper_trials, args.faithful_trials, sizes, args.new_tokens,
-                           args.sweep_studies)
+                           args.sweep_studies, costs)
     print("\n".join(summary_lines(result)))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -7,6 +7,9 @@
    size, every row generating exactly `--new-tokens` tokens (EOS suppressed); trials/s, steered tokens/s, the
    speed-ups over the paper's loop, and the model FLOP utilisation (MFU) of the cached engine against a matmul
    peak measured in the same run (bf16 on CUDA, fp32 on CPU) and, on CUDA, the card's nominal dense bf16 peak;
+   and steer_overhead (sweep/overhead.py): one batch of each size (K = batch distinct rows), steered and
+   unsteered in turn, 3 times: cached with `--new-tokens` tokens, faithful (batches capped at
+   --faithful-trials) with the agreement's 32;
 3. the smoke sweep (`fusion-steering run --config conf/smoke.yaml`) end to end with its one replica on the
    device, when Ray, Optuna and MLflow are installed.
 
@@ -24,9 +27,11 @@ eager PyTorch), not on arithmetic (a 512-row decode step of SmolLM2 is 0.14 TFLO
   - the paper's loop is about as costly per step at batch 1: 3 trials x 100 steps = ~2-3 s;
   - the faithful hook slices each row apart (batch-invariant means, sweep/steering.py): ~9 kernels per row per
     layer, so a 64-row step is ~17,000 launches = ~0.1 s, and 100 steps = ~10-12 s; agreement ~3 s;
+  - steer_overhead: 3 x (steered + unsteered) one-batch runs per size: cached 3 sizes x 6 x 100 steps = ~14 s;
+    faithful at batch 64, 32 tokens, 6 runs = ~15 s;
   - bitsandbytes adds several kernels per linear layer: ~2x the cached engine and the paper's loop;
   - building, saving and reloading the random weights, warm-ups: ~5-10 s per (model, quantization).
-So ~30 s for SmolLM2 unquantized, ~20 s for Gemma (18 layers), ~35-50 s for each quantized one: ~3.5-4.5
+So ~60 s for SmolLM2 unquantized, ~40 s for Gemma (18 layers), ~65-80 s for each quantized one: ~6-7
 minutes for the six, plus ~30 s of start-up and the bitsandbytes install. Unquantized models run first (the
 headline figures), and a check is started only if its expected time (the closest finished check's) fits
 within `--budget-s` (default 420 s on CUDA), so the run stays under 8 minutes even if these estimates are off;
@@ -64,6 +69,7 @@ from .config import ModelConfig, load_model_spec
 from .engine import Engine
 from .errors import ConfigError, ModelError
 from .models import Location, gguf_files, load, locate, model_config
+from .overhead import overhead_table
 from .reference import paper_loop
 from .steering import Steer, fusion_hooks, steer_rows
 
@@ -92,6 +98,7 @@ TARGETS = (("speedup_cached", 50.0, "cached trials/s over the paper loop"),
            ("cached_tokens_per_s", 20_000.0, "cached steered tokens/s"),
            ("speedup_faithful", 10.0, "faithful trials/s over the paper loop"))
 TARGET_MODEL = "smollm2-135m"
+OVERHEAD_REPEATS = 3  # steered and unsteered runs per batch size and mode, alternating (sweep/overhead.py)
 SMOKE_PACKAGES = ("ray", "optuna", "mlflow")
 
 
@@ -367,6 +374,9 @@ def bench(engine: Engine, trials: list[Trial], plan: Plan, peak: dict[str, Any])
                 for b in faithful_sizes]
     cached = [time_engine(engine, trials[:plan.cached_trials], plan.new_tokens, b, cached=True)
               for b in plan.batch_sizes]
+    work = trials[:plan.cached_trials]
+    overhead = overhead_table(engine, [t.prompt for t in work], _steer(work), plan.batch_sizes, plan.faithful_trials,
+                              plan.new_tokens, plan.agreement_tokens, OVERHEAD_REPEATS)
     best_faithful = max(faithful, key=lambda r: r["trials_per_s"])
     best_cached = max(cached, key=lambda r: r["trials_per_s"])
     flops = flops_per_token(engine)
@@ -381,6 +391,7 @@ def bench(engine: Engine, trials: list[Trial], plan: Plan, peak: dict[str, Any])
         "cached_tflops": achieved / 1e12,
         "mfu_cached": achieved / (peak["measured_tflops"] * 1e12),
         "mfu_cached_nominal": achieved / (peak["nominal_tflops"] * 1e12) if peak["nominal_tflops"] else None,
+        "steer_overhead": overhead,
     }
 
 
@@ -600,6 +611,8 @@ def summary_lines(result: dict[str, Any], path: Path) -> list[str]:
                      f"{b['speedup_faithful']:.1f}x); cached {b['cached']['trials_per_s']:.3g} trials/s, "
                      f"{b['cached']['tokens_per_s']:.4g} tokens/s (batch {b['cached']['batch']}, "
                      f"{b['speedup_cached']:.1f}x); MFU {b['mfu_cached']:.1%} of measured{nominal_mfu}")
+        lines.append("    steer_overhead (1 - steered/unsteered tokens/s, every row its own vector): " + ", ".join(
+            f"{o['mode']} batch {o['batch']} {o['steer_overhead']:+.3f}" for o in b["steer_overhead"]))
         smoke = r.get("smoke", {})
         if "skipped" in smoke:
             lines.append(f"    smoke sweep skipped: {smoke['skipped']}")

@@ -14,21 +14,28 @@ from .models import decoder_layers
 from .steering import Positions, Steer, fusion_hooks
 
 PERPLEXITY_BATCH = 8  # windows per scoring pass: logits are [batch, window, vocab] floats
+# Finished rows leave the batch once the live rows are at most this share of it (docs/benchmarks.md measures
+# the copy against the positions saved); 0 never compacts.
+COMPACT_BELOW = 0.75
 
 
-def token_picker(sampling: Sequence[tuple[float, int] | None], device: torch.device) -> Callable[[Tensor], Tensor]:
-    """last-position logits [batch, vocab] -> next tokens [batch]: argmax, except for the rows given a
-    (temperature, seed), which sample from softmax(logits / temperature) with a generator of their own, so a
-    row's tokens depend on its seed alone, not on the rows beside it."""
+def token_picker(sampling: Sequence[tuple[float, int] | None],
+                 device: torch.device) -> Callable[[Tensor, Tensor], Tensor]:
+    """(last-position logits [live, vocab], the caller's row of each [live]) -> next tokens [live]: argmax,
+    except for the rows given a (temperature, seed), which sample from softmax(logits / temperature) with a
+    generator of their own, so a row's tokens depend on its seed alone, not on the rows beside it or on which
+    finished rows have left the batch."""
     generators = [None if s is None else (s[0], torch.Generator(device).manual_seed(s[1])) for s in sampling]
 
-    def pick(logits: Tensor) -> Tensor:
+    def pick(logits: Tensor, rows: Tensor) -> Tensor:
         tokens = logits.argmax(-1)
-        for row, sampler in enumerate(generators):
-            if sampler is not None:
-                temperature, generator = sampler
-                probs = torch.softmax(logits[row].float() / temperature, dim=-1)
-                tokens[row] = torch.multinomial(probs, 1, generator=generator)[0]
+        if not any(generators):
+            return tokens
+        for position, row in enumerate(rows.tolist()):
+            if generators[row] is not None:
+                temperature, generator = generators[row]
+                probs = torch.softmax(logits[position].float() / temperature, dim=-1)
+                tokens[position] = torch.multinomial(probs, 1, generator=generator)[0]
         return tokens
     return pick
 
@@ -49,6 +56,9 @@ class Engine:
         self.eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=self.device)
         # transformers renamed `past_key_values` to `cache` (5.2x); accept both spellings.
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.compact_below = COMPACT_BELOW
+        # Token positions the generation passes computed, and those of rows not yet finished (the bench's share).
+        self.positions_computed = self.positions_real = 0
 
     @property
     def layers(self) -> nn.ModuleList:
@@ -66,12 +76,17 @@ class Engine:
 
     @torch.no_grad()
     def generate(self, texts: list[str], max_new_tokens: int, templated: bool = False,
-                 steer: Steer | None = None, stop_at_eos: bool = True,
+                 steer: Steer | None = None, stop_at_eos: bool = True, use_cache: bool | None = None,
                  sampling: Sequence[tuple[float, int] | None] | None = None) -> list[str]:
         """Greedy continuations of `texts` (left-padded into one batch), one row per text; `sampling` gives
-        rows a (temperature, seed) to sample with instead (token_picker)."""
+        rows a (temperature, seed) to sample with instead (token_picker). `use_cache`: None follows the
+        steering mode (on unsteered); False recomputes the whole sequence at every step, as faithful steering
+        does (the bench's unsteered baseline for it)."""
         ids, mask = self.encode(texts, templated)
-        use_cache = steer is None or steer.cached
+        if use_cache is None:
+            use_cache = steer is None or steer.cached
+        elif steer is not None and use_cache != steer.cached:
+            raise ValueError(f"use_cache={use_cache} contradicts the steering mode (cached={steer.cached})")
         pick = token_picker(sampling or [None] * len(texts), self.device)
         if steer is None:
             new = self._greedy(ids, mask, max_new_tokens, None, use_cache, stop_at_eos, pick)
@@ -82,14 +97,21 @@ class Engine:
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
     def _greedy(self, ids: Tensor, mask: Tensor, max_new_tokens: int, positions: Positions | None,
-                use_cache: bool, stop_at_eos: bool, pick: Callable[[Tensor], Tensor],
+                use_cache: bool, stop_at_eos: bool, pick: Callable[[Tensor, Tensor], Tensor],
                 exclude_sink: bool = False) -> Tensor:
-        """ids, mask: [batch, prompt] -> new tokens [batch, <= max_new_tokens] (pads after a row's EOS)."""
-        prompt_len = ids.shape[1]
-        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=self.device)
+        """ids, mask: [batch, prompt] -> new tokens [batch, <= max_new_tokens] (pads after a row's EOS).
+
+        Rows that have reached EOS leave the batch (its KV cache and every per-row tensor compacted) once
+        the live rows fall to COMPACT_BELOW of it; `rows` maps the batch's rows to the caller's."""
+        batch = ids.shape[0]
         pad = self.tokenizer.pad_token_id
+        new = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=self.device)
+        rows = torch.arange(batch, device=self.device)
+        done = torch.zeros(batch, dtype=torch.bool, device=self.device)
+        live = batch  # rows not finished before this step
         past = None
-        for _ in range(max_new_tokens):
+        steps = 0
+        for steps in range(1, max_new_tokens + 1):
             decoding = past is not None
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
             if positions is not None:
@@ -99,14 +121,25 @@ class Engine:
             out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_positions,
                              use_cache=use_cache, logits_to_keep=1, **{self._cache_arg: past})
             past = getattr(out, self._cache_arg) if use_cache else None
-            token = torch.where(done, torch.full_like(done, pad, dtype=torch.long), pick(out.logits[:, -1]))
+            token = torch.where(done, torch.full_like(done, pad, dtype=torch.long), pick(out.logits[:, -1], rows))
+            new[rows, steps - 1] = token
+            self.positions_computed += len(rows)
+            self.positions_real += live
             ids = torch.cat([ids, token[:, None]], dim=1)
             mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
             if stop_at_eos:
                 done |= torch.isin(token, self.eos)
-                if bool(done.all()):
+                live = int((~done).sum())
+                if live == 0:
                     break
-        return ids[:, prompt_len:]
+                if live <= self.compact_below * len(rows):
+                    keep = (~done).nonzero().squeeze(1)
+                    ids, mask, done, rows = ids[keep], mask[keep], done[keep], rows[keep]
+                    if past is not None:
+                        past.batch_select_indices(keep)
+                    if positions is not None:
+                        positions.select(keep)
+        return new[:, :steps]
 
     @torch.no_grad()
     def perplexity(self, texts: list[str], window: int) -> list[float]:

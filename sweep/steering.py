@@ -16,6 +16,9 @@ Faithful mode (the paper's): every pass holds the whole sequence, so every posit
 mean of the current pass. Cached mode (KV cache on): a pass after the first holds only the new token; past
 positions keep the shift they got, and mu is a running mean of the layer's outputs over all positions so far
 (float32 sums and counts).
+
+The layer's output is steered in place, and each row's vectors and weights are laid out per layer once per
+generate call; the engine drops finished rows from the hook's per-row state with `Positions.select`.
 """
 
 from __future__ import annotations
@@ -47,11 +50,14 @@ class Steer:
 
 @dataclass
 class Positions:
-    """Which positions of the current forward pass are real tokens; the engine updates it before each pass.
+    """Which positions of the current forward pass are real tokens, and each row's steering, per layer; the engine
+    updates it before each pass and drops finished rows from it (`select`).
 
     The masks are float32 0/1 weights, so that masking is one multiplication (the engine's pads hold finite
     values, which a 0 weight removes; the packed entries are all real tokens)."""
 
+    vectors: list[Tensor]  # per layer: [batch, d] float32 reference vectors h_l, contiguous
+    strength: list[Tensor]  # per layer: [batch, 1] float32 alpha_l * gamma_l
     valid: Tensor | None = None  # [batch, positions, 1]: 1 at the real tokens of this pass (sink excluded if asked)
     # A full pass, each row's real tokens moved to the front (then its last real token repeated), for the mean:
     packed: Tensor | None = None  # [batch * positions] int64: index into the pass's positions, rows flattened
@@ -77,18 +83,21 @@ class Positions:
         self.packed = (packed + width * torch.arange(batch, device=mask.device)[:, None]).flatten()
         self.packed_valid = (offsets < lengths[:, None])[..., None].float()
 
+    def select(self, rows: Tensor) -> None:
+        """Keep only `rows` (indices into the batch, in order) of every per-row tensor; the engine calls
+        `update` before the next pass, which rebuilds the masks."""
+        self.vectors = [v.index_select(0, rows) for v in self.vectors]
+        self.strength = [s.index_select(0, rows) for s in self.strength]
+        self.sums = {layer: t.index_select(0, rows) for layer, t in self.sums.items()}
+        self.counts = {layer: t.index_select(0, rows) for layer, t in self.counts.items()}
+
 
 def _pass_sum(hidden: Tensor, positions: Positions) -> tuple[Tensor, Tensor]:
-    """hidden: [batch, positions, d] -> the float32 sum [batch, d] and count [batch] of each row's real tokens.
-
-    A full pass is summed with each row's tokens first and zeros after them: the float additions are then
-    those of a mean over the row alone, whatever padding sits before it."""
-    if positions.decoding:  # one position per row: nothing to align
-        weights = positions.valid
-        tokens = hidden * weights
-    else:
-        weights = positions.packed_valid
-        tokens = hidden.flatten(0, 1).index_select(0, positions.packed).view(hidden.shape).mul_(weights)
+    """hidden: [batch, positions, d], a full pass -> the float32 sum [batch, d] and count [batch] of each row's
+    real tokens, summed with each row's tokens first and zeros after them: the float additions are then those
+    of a mean over the row alone, whatever padding sits before it."""
+    weights = positions.packed_valid
+    tokens = hidden.flatten(0, 1).index_select(0, positions.packed).view(hidden.shape).mul_(weights)
     return tokens.sum(dim=1, dtype=torch.float32), weights.sum(dim=(1, 2))
 
 
@@ -100,29 +109,37 @@ def _faithful_mean(layer: int, positions: Positions, hidden: Tensor) -> Tensor:
 
 def _cached_mean(layer: int, positions: Positions, hidden: Tensor) -> Tensor:
     """hidden: [batch, positions, d], the prompt (first pass) or each row's newest token -> mu: [batch, d]
-    float32, the running mean over every position so far; updates the layer's running sum and count."""
-    total, count = _pass_sum(hidden, positions)
+    float32, the running mean over every position so far; updates the layer's running sum and count in place.
+    A decode step adds each row's one new output (0 weight: a finished row's pad), which is exactly what
+    summing the one position would give."""
     if positions.decoding:
-        total, count = positions.sums[layer] + total, positions.counts[layer] + count
-    positions.sums[layer], positions.counts[layer] = total, count
-    return total / count.clamp(min=1)[:, None]
+        valid = positions.valid[:, 0]  # [batch, 1]
+        positions.sums[layer].addcmul_(hidden[:, 0], valid)
+        positions.counts[layer].add_(valid[:, 0])
+    else:
+        positions.sums[layer], positions.counts[layer] = _pass_sum(hidden, positions)
+    return positions.sums[layer] / positions.counts[layer].clamp(min=1)[:, None]
 
 
 @contextmanager
 def fusion_hooks(layers: nn.ModuleList, steer: Steer) -> Iterator[Positions]:
-    """Hook every decoder layer for the duration of the block; the hooks are removed on every exit path."""
-    positions = Positions()
+    """Hook every decoder layer for the duration of the block; the hooks are removed on every exit path.
+    Each row's vector and alpha*gamma are laid out per layer once here, not at every pass."""
     mean: Callable[[int, Positions, Tensor], Tensor] = _cached_mean if steer.cached else _faithful_mean
     device = next(layers.parameters()).device
     vectors = steer.vectors.to(device=device, dtype=torch.float32)  # [batch, layers, d]
     strength = (steer.alpha * steer.gamma).to(device=device, dtype=torch.float32)  # [batch, layers]
+    positions = Positions(vectors=[vectors[:, i].contiguous() for i in range(len(layers))],
+                          strength=[strength[:, i, None].contiguous() for i in range(len(layers))])
 
     def fuse(index: int, hidden: Tensor) -> Tensor:
-        """hidden: [batch, positions, d] -> the steered copy, in hidden's dtype."""
+        """hidden: [batch, positions, d] -> hidden steered in place (a layer's output is a fresh tensor that
+        only the next layer reads): hidden + valid * shift, so pads and the excluded sink are unchanged."""
         mu = mean(index, positions, hidden)
-        shift = strength[:, index, None] * (vectors[:, index] - mu)  # [batch, d] float32
-        # hidden + valid * shift: pads and the excluded sink get a zero shift and come back unchanged.
-        return torch.addcmul(hidden, positions.valid, shift[:, None, :]).to(hidden.dtype)
+        # shift = strength * (h - mu), formed in mu's buffer: -mu + h is h - mu bit for bit.
+        shift = mu.neg_().add_(positions.vectors[index]).mul_(positions.strength[index])  # [batch, d] float32
+        # In float32, rounded once to hidden's dtype.
+        return hidden.addcmul_(positions.valid, shift[:, None, :])
 
     def make_hook(index: int):  # noqa: ANN202 - a forward hook
         def hook(module: nn.Module, args: tuple, output: Tensor | tuple) -> Tensor | tuple:

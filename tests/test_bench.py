@@ -18,6 +18,7 @@ def test_bench_writes_every_documented_figure(tmp_path: Path, capsys):
     out = tmp_path / "bench.json"
     code = main(["bench", "--config", str(CONF / "bench.yaml"), "--trials", "4", "--paper-trials", "1",
                  "--faithful-trials", "2", "--batch-sizes", "2,4", "--new-tokens", "4", "--sweep-studies", "2",
+                 "--overhead-batch-sizes", "", "--compaction-rows", "0",  # their own test below
                  "--json", str(out), "model.name=tiny-random", "search.trials=2"])
     assert code == 0, capsys.readouterr().err
     result = json.loads(out.read_text())
@@ -33,3 +34,33 @@ def test_bench_writes_every_documented_figure(tmp_path: Path, capsys):
     assert result["sweep_overhead"] == pytest.approx(
         (result["sweep"]["tune_stage_s"] - result["sweep"]["engine_s"]) / result["sweep"]["engine_s"])
     assert "speedup faithful" in capsys.readouterr().out
+
+
+def test_bench_measures_steer_overhead_and_finished_rows(tmp_path: Path, capsys):
+    """The engine-cost figures alone (no sweep, no Ray): steered vs unsteered per mode and batch size, and the
+    finished-row share with compaction timed at each threshold."""
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--config", str(CONF / "bench.yaml"), "--trials", "1", "--paper-trials", "1",
+                 "--faithful-trials", "2", "--batch-sizes", "1", "--new-tokens", "2", "--sweep-studies", "0",
+                 "--overhead-batch-sizes", "1,4", "--overhead-tokens", "3", "--faithful-overhead-tokens", "2",
+                 "--repeats", "2", "--compaction-rows", "4", "--compaction-tokens", "6", "--compact-below", "0.5,1",
+                 "--json", str(out), "model.name=tiny-random"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    # Cached at every size, faithful capped at --faithful-trials; steer_overhead is the pairs' median ratio.
+    overhead = result["steer_overhead"]
+    assert [(r["mode"], r["batch"], r["new_tokens"]) for r in overhead] == [
+        ("cached", 1, 3), ("cached", 4, 3), ("faithful", 1, 2), ("faithful", 2, 2)]
+    for r in overhead:
+        ratios = [1 - u / s for u, s in zip(r["unsteered_s"], r["steered_s"])]
+        assert len(ratios) == 2 and r["steer_overhead"] == pytest.approx(sum(ratios) / 2)
+        assert r["steered_tokens_per_s"] > 0 and r["unsteered_tokens_per_s"] > 0
+    compaction = result["compaction"]
+    assert compaction["rows"] == 4 and 0 < compaction["real_share"] <= 1
+    assert [r["compact_below"] for r in compaction["compacted"]] == [0.5, 1.0]
+    for r in compaction["compacted"]:
+        assert r["same_texts"] and r["speedup"] == pytest.approx(compaction["kept_s"] / r["seconds"])
+        assert r["real_share"] >= compaction["real_share"]
+    assert "sweep" not in result
+    printed = capsys.readouterr().out
+    assert "steer_overhead" in printed and "finished rows" in printed

@@ -22,7 +22,7 @@ AGREEMENT_KEYS = {"trials", "new_tokens", "equal_texts", "equal_first_tokens", "
                   "first_logit_scale", "seconds"}
 BENCH_KEYS = {"new_tokens", "paper_trials", "faithful_trials", "cached_trials", "flops_per_token", "paper_loop",
               "faithful", "cached", "faithful_by_batch", "cached_by_batch", "speedup_faithful", "speedup_cached",
-              "cached_tflops", "mfu_cached", "mfu_cached_nominal", "seconds"}
+              "cached_tflops", "mfu_cached", "mfu_cached_nominal", "steer_overhead", "seconds"}
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -82,6 +82,9 @@ def test_quick_cpu_run_records_every_documented_figure(quick_run, capsys):
     assert 0 < bench["mfu_cached"] < 1 and bench["mfu_cached_nominal"] is None
     assert bench["mfu_cached"] == pytest.approx(bench["cached"]["tokens_per_s"] * bench["flops_per_token"]
                                                 / (result["peak"]["measured_tflops"] * 1e12))
+    assert [(r["mode"], r["batch"]) for r in bench["steer_overhead"]] == [
+        ("cached", 2), ("cached", 4), ("faithful", 2)]  # faithful capped at --faithful-trials (2 in --quick)
+    assert all(r["steered_tokens_per_s"] > 0 and r["unsteered_tokens_per_s"] > 0 for r in bench["steer_overhead"])
     assert none["smoke"] == {"skipped": "--quick runs no sweep (add --smoke)"}
     # 8-bit: a result (bitsandbytes is installed here) or, where it is not, a recorded error.
     assert ("error" in eight) != ("bench" in eight)

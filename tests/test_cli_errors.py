@@ -86,6 +86,7 @@ def test_a_corrupted_vectors_file_is_named_and_left_for_the_user(tmp_path: Path,
                 SCHEMAS["references"])
     run.dataset.write_text("{}")
     run.vectors.write_bytes(b"\x00garbage")
+    write_table(run.table("shift_norms"), [], SCHEMAS["shift_norms"])  # the vectors stage's other output
     code, err = run_cli(capsys, "tune", "--config", str(CONF / "smoke.yaml"), "--out", str(run.root), *overrides)
     assert code == 2
     assert "vectors.safetensors is unreadable" in err and "rerun the vectors stage" in err

@@ -60,7 +60,10 @@ def _process_gone(holder: Holder) -> bool:
         return True
     except PermissionError:  # alive, another user's
         return False
-    return False
+    try:  # a killed driver its parent has not reaped yet is gone too
+        return Path(f"/proc/{holder.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Lease:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from sweep.errors import SweepError
@@ -59,14 +61,18 @@ def test_a_stale_lease_expires(tmp_path):
 def test_a_lease_of_a_dead_process_on_this_host_expires_at_once(tmp_path):
     """A driver killed with SIGKILL and rerun on the same machine waits for nothing."""
     path = tmp_path / "driver.lease"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    import socket
-
-    path.write_text(json.dumps({"token": "t", "user": "u", "host": socket.gethostname(), "pid": dead.pid,
-                                "job_id": "", "heartbeat": time.time()}))
-    with Lease(path):
-        pass
+    for reaped in (True, False):  # gone, or a zombie its parent has not waited for yet
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        if reaped:
+            dead.wait()
+        else:
+            while psutil.Process(dead.pid).status() != psutil.STATUS_ZOMBIE:
+                time.sleep(0.05)
+        path.write_text(json.dumps({"token": "t", "user": "u", "host": socket.gethostname(), "pid": dead.pid,
+                                    "job_id": "", "heartbeat": time.time()}))
+        with Lease(path):
+            pass
+        dead.wait()
 
 
 def tracker(store, run_dir) -> Tracker:  # noqa: ANN001 - Paths

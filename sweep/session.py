@@ -282,7 +282,7 @@ def fan_out(replicas: list, method: str, items: Sequence, progress: Progress | N
 def on_replicas(replicas: list, calls: Sequence[tuple[str, tuple]], progress: Progress | None = None,
                 sizes: Sequence[int] | None = None) -> list:
     """Call i, (actor method, args), on replica i mod n, all sent at once; the results in call order, progress by
-    `sizes[i]` (else 1) as calls return. A call whose replica is gone for good (its restarts used up, its node
+    `sizes[i]` (else 1) as calls return. A call whose replica is gone for good (killed without restart, its node
     lost) goes to the next replica: the stage fails only when every replica has failed that call. Every replica
     computes a call alike, so which one answers changes nothing."""
     def send(i: int, attempt: int) -> Any:

@@ -200,7 +200,7 @@ class Session:
         groups = [placement_group([bundle]) for _ in range(count)]
         create = functools.partial(_create_replica, actor, role, groups, build)
         needed = min(count, cluster.min_replicas or count)
-        wait_for_room(groups, needed, f"{role} replicas ({count} x {bundle})", bundle, cluster.call_timeout_s)
+        wait_for_room(groups, needed, f"the {role} replicas ({count} x {bundle})", bundle, cluster.call_timeout_s)
         pool = Pool(role, [create(i) for i in range(count)], groups, on_gpus, create)
         ready = pool.live()
         ray.get([a.num_layers.remote() for a in ready])  # surface load errors here, not mid-sweep

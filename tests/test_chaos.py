@@ -42,12 +42,13 @@ class RayNode:
         self.env = {**env, "FUSION_STEERING_CHAOS_NODE": self.marker}
         self.root = Path(tempfile.mkdtemp(prefix="fs-chaos-", dir=root))
         self.port = free_port()
-        target = ["--head", f"--port={self.port}"] if head is None else [f"--address={head}"]
+        target = (["--head", f"--port={self.port}", "--include-dashboard=false"] if head is None
+                  else [f"--address={head}"])
         ports = [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
                  f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
                  f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}"]
         self.argv = [str(BIN / "ray"), "start", "--block", *target, "--node-ip-address=127.0.0.1",
-                     f"--temp-dir={self.root}", "--disable-usage-stats", "--include-dashboard=false", *ports, *flags]
+                     f"--temp-dir={self.root}", "--disable-usage-stats", *ports, *flags]
         self.process = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -115,6 +116,7 @@ def test_the_sweep_heals_through_a_lost_node_and_a_tracking_outage(tmp_path, clu
     overrides = [f"search.trials={BUDGET}", "controls=[]", "cluster.num_replicas=2", "cluster.max_batch=2",
                  "model.device=cpu", "cluster.call_timeout_s=300"]
 
+    ray = _connect(env, address)  # and wait for both workers
     started = time.monotonic()
     calm = tmp_path / "calm"
     finish_sweep(subprocess.Popen(sweep_command(calm, csv, *overrides, f"cluster.address={address}"), env=env,
@@ -131,7 +133,6 @@ def test_the_sweep_heals_through_a_lost_node_and_a_tracking_outage(tmp_path, clu
                               env=env, stderr=subprocess.PIPE, text=True, stdout=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        ray = _connect(env, address)
         wait_for_trials(driver, out, 4)
         server.stop()
         stopped = time.monotonic()
@@ -155,6 +156,7 @@ def test_the_sweep_heals_through_a_lost_node_and_a_tracking_outage(tmp_path, clu
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
         server.stop()
+        ray.shutdown()
 
     trials = pd.read_parquet(out / "trials.parquet")
     assert not trials.duplicated(["prompt_id", "method", "trial"]).any()

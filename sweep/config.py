@@ -129,7 +129,11 @@ class ClusterConfig:
     num_replicas: Any = "auto"
     gpus_per_replica: float = 1.0  # when the model runs on CUDA; fractional shares a GPU (e.g. 0.25)
     replica_cpus: float = 1.0  # reserved by a CPU replica; a GPU replica reserves its GPU share only
-    trial_cpus: float = 0.25
+    # Start once this many replicas have their resources (None: all of them); the others join as theirs appear.
+    min_replicas: int | None = None
+    # Trials mostly wait on replica calls: by default they reserve no CPU, so replicas holding every CPU of a
+    # node never starve the trials that feed them (session.trial_resources).
+    trial_cpus: float = 0.0
     # Torch threads per replica; 0 = every CPU its process may use (affinity mask, cgroup quota: sweep/cpus.py).
     # Ray would otherwise pin a replica to as many threads as the CPUs it reserved (OMP_NUM_THREADS), one by
     # default, while the trials mostly sleep.
@@ -307,6 +311,8 @@ def validate(cfg: SweepConfig) -> None:
         raise ConfigError(f"cluster.num_replicas={replicas!r} must be 'auto' or a whole number of at least 1")
     if not cfg.cluster.gpus_per_replica > 0:
         raise ConfigError(f"cluster.gpus_per_replica={cfg.cluster.gpus_per_replica} must be above 0")
+    if cfg.cluster.min_replicas is not None and cfg.cluster.min_replicas < 1:
+        raise ConfigError(f"cluster.min_replicas={cfg.cluster.min_replicas} must be at least 1 (or null: all)")
 
 
 def to_yaml(cfg: SweepConfig) -> str:

@@ -60,3 +60,9 @@ class Replica:
         sizes = self.model.batch_sizes
         return {"busy_s": self.model.busy_s, "batches": len(sizes), "trials": sum(sizes),
                 "vector_loads": getattr(self.model, "vector_loads", 0)}
+
+    async def read_probe(self, path: str) -> tuple[str, str | None]:
+        """Whether this replica's node sees the run directory (health.check_shared_storage)."""
+        from .health import read_probe
+
+        return read_probe(path)

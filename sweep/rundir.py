@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +108,23 @@ class RunDir:
     def mlflow_db(self) -> Path:
         return self.root / "mlflow.db"
 
+    @property
+    def lease(self) -> Path:
+        """The driver that holds this directory (sweep/lease.py)."""
+        return self.root / "driver.lease"
+
+    @property
+    def identity(self) -> Path:
+        """This directory's random id: its MLflow parent run carries it, so a directory made again at the same
+        path starts a parent of its own instead of adopting the old one."""
+        return self.root / "run_id.json"
+
+    def run_id(self) -> str:
+        """The directory's random id, made on first use."""
+        if not self.identity.exists():
+            write_text_atomic(self.identity, json.dumps({"run_id": uuid.uuid4().hex}))
+        return json.loads(self.identity.read_text())["run_id"]
+
     def prepare(self, cfg: SweepConfig) -> None:
         """Create the directory and save the resolved config; refuse a directory made for another config."""
         try:
@@ -124,16 +143,28 @@ class RunDir:
 
 
 def _atomic(path: Path, write) -> None:  # noqa: ANN001 - write is a callable taking a temporary path
-    """Write to a temporary file beside `path`, then rename: readers never see a half-written file."""
+    """Write to a temporary file beside `path`, then rename: readers never see a half-written file. The file is
+    fsynced before the rename and the directory after it, so a power cut or a lost node (NFS) leaves the old
+    file or the new one, never a renamed but empty one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        _fsync(Path(tmp), os.O_RDONLY)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

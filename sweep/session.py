@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import ray
-from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from .config import ModelConfig, SweepConfig, fingerprint, flatten
+from .config import ClusterConfig, ModelConfig, SweepConfig, fingerprint, flatten
 from .errors import SweepError
+from .health import STALL_AFTER_S, unschedulable
 from .http_judge import http_judge
 from .judges import RUBRIC_PROMPT, Judge, exact_judge, load_template, model_judge
 from .messages import SteerSettings
@@ -28,16 +31,32 @@ from .tracking import Tracker, default_uri
 log = logging.getLogger(__name__)
 NAMESPACE = "fusion-steering"  # one sweep per Ray cluster at a time (Tune supports one Tuner per cluster)
 BATCH = 8  # prompts per unsteered generation call
+TRIAL_MEMORY = 128 * 2**20  # bytes a Tune trial reserves (Ray's logical "memory" resource)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Pool:
-    """A set of replica actors of one model, and the placement group that reserves their resources."""
+    """A set of replica actors of one model, each with its own placement group reserving its resources: the
+    sweep starts with the replicas that fit, the others join as their resources appear, and each keeps its
+    resources while it restarts."""
 
     role: str  # "replica" (the steered model) or "judge"
     actors: list
-    group: Any
+    groups: list
     on_gpu: bool
+    create: Callable[[int], Any]  # a new actor for slot i, in its group
+
+    def live(self) -> list:
+        """The replicas whose resources are reserved, in slot order; one gone for good (killed without restart)
+        is created again in its slot first."""
+        placed = [i for i, group in enumerate(self.groups) if is_placed(group)]
+        for i in placed:
+            try:
+                ray.get_actor(f"{self.role}-{i}", namespace=NAMESPACE)
+            except ValueError:  # a dead actor's name is free again
+                log.warning("%s-%d was gone for good: created again", self.role, i)
+                self.actors[i] = self.create(i)
+        return [self.actors[i] for i in placed]
 
 
 def replica_count(requested: int | str, on_gpu: bool, gpus_per_replica: float, nodes: list[dict]) -> int:
@@ -52,6 +71,47 @@ def replica_count(requested: int | str, on_gpu: bool, gpus_per_replica: float, n
                              "GPU workers on demand): set cluster.num_replicas to the number you want")
         return max(1, int(gpus // gpus_per_replica))
     return max(1, sum(1 for n in nodes if n["Alive"] and n["Resources"].get("CPU", 0.0) > 0))
+
+
+def ray_address(configured: str | None, environ: Mapping[str, str]) -> str:
+    """cluster.address, else $RAY_ADDRESS (a `ray job submit` entrypoint gets the cluster's), else a new local
+    cluster."""
+    return configured or environ.get("RAY_ADDRESS") or "local"
+
+
+def trial_resources(cluster: ClusterConfig) -> dict[str, float]:
+    """What one Tune trial reserves. Trials mostly wait on replica calls, so they ask for no CPU by default
+    (cluster.trial_cpus): replicas that reserve every CPU of a node cannot starve the trials that feed them (a
+    deadlock). Tune needs a non-empty request: a little memory, which replicas never reserve."""
+    return {"cpu": cluster.trial_cpus, "memory": TRIAL_MEMORY}
+
+
+def is_placed(group: Any) -> bool:
+    """Whether a placement group holds its resources now (asked of the GCS; PlacementGroup.wait(0) never is)."""
+    return placement_group_table(group)["state"] == "CREATED"
+
+
+def wait_for_room(groups: list, needed: int, what: str, bundle: dict[str, float], timeout_s: float) -> None:
+    """Until `needed` of the placement groups are placed. Says within a minute what is asked and what is free
+    if they are not, and gives up after `timeout_s` (removing the groups)."""
+    started = time.monotonic()
+    warned = False
+    while (placed := sum(map(is_placed, groups))) < needed:
+        waited = time.monotonic() - started
+        if waited >= timeout_s:
+            for group in groups:
+                remove_placement_group(group)
+            raise SweepError(f"after {timeout_s:.0f} s, {unschedulable(what, bundle)}")
+        if not warned and waited >= STALL_AFTER_S:
+            warned = True
+            log.warning("still waiting for room (%d of %d needed placed): %s", placed, needed,
+                        unschedulable(what, bundle))
+        time.sleep(0.5)
+
+
+def _create_replica(actor_class: Any, role: str, groups: list, build: Callable[[], Any], i: int) -> Any:
+    return actor_class.options(name=f"{role}-{i}", scheduling_strategy=PlacementGroupSchedulingStrategy(
+        groups[i], placement_group_bundle_index=0)).remote(build)
 
 
 def replica_bundle(cpus: float, gpus: float) -> dict[str, float]:
@@ -96,55 +156,61 @@ class Session:
     @property
     def tracker(self) -> Tracker:
         if self._tracker is None:
-            self._tracker = Tracker(self.tracking_uri, self.cfg.tracking.experiment, fingerprint(self.cfg),
-                                    self.run.root, self.run.mlflow_ids)
-            self._tracker.log_config(flatten(self.cfg))
+            self.connect_tracker()
         return self._tracker
+
+    def connect_tracker(self) -> Tracker:
+        """A Tracker that reads the store afresh (after an outage what it holds may have moved on); the session
+        keeps it for the end of the command. Raises while the store cannot be reached."""
+        self._tracker = None
+        tracker = Tracker(self.tracking_uri, self.cfg.tracking.experiment, fingerprint(self.cfg), self.run.root,
+                          self.run.mlflow_ids, self.run.run_id())
+        tracker.log_config(flatten(self.cfg))
+        self._tracker = tracker
+        return tracker
 
     def connect(self) -> None:
         if not ray.is_initialized():
-            # Without an address, always a fresh local cluster on loopback: Ray would otherwise join whatever
-            # cluster /tmp/ray last recorded, and hang if that one has died. A given address joins that cluster.
-            address = self.cfg.cluster.address
-            local = {} if address else {"_node_ip_address": "127.0.0.1"}
+            # Without an address (cluster.address, else $RAY_ADDRESS as `ray job submit` sets it), always a fresh
+            # local cluster on loopback: Ray would otherwise join whatever cluster /tmp/ray last recorded, and hang
+            # if that one has died.
+            address = ray_address(self.cfg.cluster.address, os.environ)
+            local = {"_node_ip_address": "127.0.0.1"} if address == "local" else {}
             if not self.verbose:  # Ray's notices (token auth, resources) only with -v; import ray set this level
                 logging.getLogger("ray").setLevel(logging.ERROR)
-            ray.init(address=address or "local", namespace=NAMESPACE, include_dashboard=False,
+            ray.init(address=address, namespace=NAMESPACE, include_dashboard=False,
                      log_to_driver=self.verbose, configure_logging=self.verbose, **local)
 
     def _start(self, role: str, model_cfg: ModelConfig, scorer: tuple | None = None,
                build: Callable[..., Any] | None = None) -> Pool:
         """Named actors `{role}-{i}` in the `fusion-steering` namespace, so operators (and fault tests) can find
-        them; their resources are reserved in a placement group for as long as they live."""
+        them. A replica restarts without limit inside its placement group (the group bounds what it holds)."""
         self.connect()
         cluster = self.cfg.cluster
         on_gpus = reserves_gpus(model_cfg.device, ray.cluster_resources().get("GPU", 0.0))
         device = replica_device(model_cfg.device, on_gpus)
         count = replica_count(cluster.num_replicas, on_gpus, cluster.gpus_per_replica, ray.nodes())
         bundle = replica_bundle(cluster.replica_cpus, cluster.gpus_per_replica if on_gpus else 0.0)
-        # A restarted replica gets its bundle back instead of competing with Tune trials for the CPUs it freed
-        # (a deadlock: the trials wait for it).
-        group = placement_group([bundle] * count, strategy="SPREAD")
-        try:
-            ray.get(group.ready(), timeout=cluster.call_timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            remove_placement_group(group)
-            raise SweepError(f"the cluster has no room for the {role} replicas ({count} x {bundle}) "
-                             f"after {cluster.call_timeout_s:.0f} s (free now: {ray.available_resources()})") from None
         model_cfg = replace(model_cfg, device=device)
         build = build or functools.partial(build_replica_model, model_cfg, locate(model_cfg, self.conf_dir),
                                            cluster.torch_threads, scorer)
-        actor = ray.remote(num_cpus=bundle.get("CPU", 0), num_gpus=bundle.get("GPU", 0), max_restarts=3,
+        # A bounded number of retries per call: unbounded ones would hang a caller while no capacity is left.
+        actor = ray.remote(num_cpus=bundle.get("CPU", 0), num_gpus=bundle.get("GPU", 0), max_restarts=-1,
                            max_task_retries=3)(Replica)
-        actors = [actor.options(name=f"{role}-{i}", scheduling_strategy=PlacementGroupSchedulingStrategy(
-            group, placement_group_bundle_index=i)).remote(build) for i in range(count)]
-        ray.get([a.num_layers.remote() for a in actors])  # surface load errors here, not mid-sweep
-        nodes = len({ray.get(a.node_id.remote()) for a in actors})
-        gpus = count * bundle.get("GPU", 0)
+        groups = [placement_group([bundle]) for _ in range(count)]
+        create = functools.partial(_create_replica, actor, role, groups, build)
+        needed = min(count, cluster.min_replicas or count)
+        wait_for_room(groups, needed, f"the {role} replicas ({count} x {bundle})", bundle, cluster.call_timeout_s)
+        pool = Pool(role, [create(i) for i in range(count)], groups, on_gpus, create)
+        ready = pool.live()
+        ray.get([a.num_layers.remote() for a in ready])  # surface load errors here, not mid-sweep
+        nodes = len({ray.get(a.node_id.remote()) for a in ready})
+        gpus = len(ready) * bundle.get("GPU", 0)
         where = f"{gpus:g} GPU{'s' * (gpus != 1)}" if gpus else "CPUs"
-        log.info("%s: %d replica%s of %s on %s across %d node%s", role, count, "s" * (count > 1), model_cfg.name,
-                 where, nodes, "s" * (nodes > 1))
-        return Pool(role, actors, group, on_gpus)
+        log.info("%s: %d replica%s of %s on %s across %d node%s%s", role, len(ready), "s" * (len(ready) > 1),
+                 model_cfg.name, where, nodes, "s" * (nodes > 1),
+                 f" ({count - len(ready)} more join as they get resources)" if len(ready) < count else "")
+        return pool
 
     def _use(self, role: str, start: Callable[[], Pool]) -> Pool:
         """The pool for `role`; another role's pool is released first, so a judge on another model never
@@ -159,7 +225,8 @@ class Session:
         if self._pool is not None:
             for actor in self._pool.actors:
                 ray.kill(actor)
-            remove_placement_group(self._pool.group)
+            for group in self._pool.groups:
+                remove_placement_group(group)
             self._pool = None
 
     def pool(self, build: Callable[..., Any] | None = None) -> Pool:
@@ -174,7 +241,8 @@ class Session:
 
     @property
     def replicas(self) -> list:
-        return self.pool().actors
+        """The steered model's replicas that have their resources now (more join later as theirs appear)."""
+        return self.pool().live()
 
     def judge(self) -> Judge:
         judge_cfg = self.cfg.judge
@@ -188,7 +256,7 @@ class Session:
         model_cfg = replace(model_config(self.conf_dir, judge_cfg.model, self.cfg.model.quantization),
                             device=self.cfg.model.device)
         same = judge_cfg.model == self.cfg.model.name
-        actors = lambda: (self.replicas if same else self._use("judge", lambda: self._start("judge", model_cfg)).actors)  # noqa: E731
+        actors = lambda: (self.replicas if same else self._use("judge", lambda: self._start("judge", model_cfg)).live())  # noqa: E731
         return model_judge(f"local:{judge_cfg.model}", lambda texts, n: fan_out(actors(), "generate", texts, None, n, None),
                            template, judge_cfg.max_new_tokens)
 
@@ -214,7 +282,7 @@ def fan_out(replicas: list, method: str, items: Sequence, progress: Progress | N
 def on_replicas(replicas: list, calls: Sequence[tuple[str, tuple]], progress: Progress | None = None,
                 sizes: Sequence[int] | None = None) -> list:
     """Call i, (actor method, args), on replica i mod n, all sent at once; the results in call order, progress by
-    `sizes[i]` (else 1) as calls return. A call whose replica is gone for good (its restarts used up, its node
+    `sizes[i]` (else 1) as calls return. A call whose replica is gone for good (killed without restart, its node
     lost) goes to the next replica: the stage fails only when every replica has failed that call. Every replica
     computes a call alike, so which one answers changes nothing."""
     def send(i: int, attempt: int) -> Any:

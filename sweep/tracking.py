@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +48,12 @@ def _sqlite_without_fsync_per_commit(connection, record) -> None:  # noqa: ANN00
         cursor.close()
 
 SWEEP_TAG, RUN_DIR_TAG, ROLE_TAG = "fusion_steering.sweep", "fusion_steering.run_dir", "fusion_steering.role"
+RUN_ID_TAG = "fusion_steering.run_id"  # the run directory's random id (RunDir.run_id)
 PROMPT_TAG, ARM_TAG, STEPS_TAG = "fusion_steering.prompt_id", "fusion_steering.method", "fusion_steering.steps"
 TRIAL_METRICS = ("overlap", "perplexity", "repetition", "objective")
 BATCH_LIMIT = 1000  # MLflow takes at most 1,000 metrics (and 100 params) per log_batch
+QUEUE_LIMIT = 10_000  # finished shards' reports the live logger holds while MLflow is away
+RETRY_S = 30.0
 
 
 def default_uri(db: Path) -> str:
@@ -68,7 +71,7 @@ class Child:
 class Tracker:
     """The MLflow side of one run directory."""
 
-    def __init__(self, uri: str, experiment: str, sweep_id: str, run_dir: Path, ids_file: Path) -> None:
+    def __init__(self, uri: str, experiment: str, sweep_id: str, run_dir: Path, ids_file: Path, run_id: str) -> None:
         self.uri, self.client = uri, MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         # A SQLite store would put artifacts under ./mlruns of whatever folder the command runs in; keep them
@@ -76,24 +79,26 @@ class Tracker:
         location = (run_dir / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(
             experiment, artifact_location=location)
-        self.sweep_id = sweep_id
+        self.sweep_id, self.run_id = sweep_id, run_id
         self.parent_id = self._parent(run_dir, ids_file)
         self.children = self._children()
 
     def _parent(self, run_dir: Path, ids_file: Path) -> str:
-        """The parent run saved in the run directory for this store; else one tagged with this directory and
-        config (a directory whose mlflow_run.json was lost); else a new one. Saved back either way."""
+        """The parent run saved in the run directory for this store; else one tagged with this directory's random
+        id (a directory whose mlflow_run.json was lost; never an older directory at the same path); else a new
+        one. Saved back either way."""
         saved = json.loads(ids_file.read_text()) if ids_file.exists() else {}
         parent = saved.get(self.uri)
         if parent and not self._exists(parent):
             parent = None
         if parent is None:
-            query = (f"tags.`{SWEEP_TAG}` = '{self.sweep_id}' and tags.`{RUN_DIR_TAG}` = '{run_dir}' "
+            query = (f"tags.`{SWEEP_TAG}` = '{self.sweep_id}' and tags.`{RUN_ID_TAG}` = '{self.run_id}' "
                      f"and tags.`{ROLE_TAG}` = 'sweep'")
             found = self._search(query)
             parent = found[0].info.run_id if found else self.client.create_run(
                 self.experiment_id, run_name=run_dir.name,
-                tags={SWEEP_TAG: self.sweep_id, RUN_DIR_TAG: str(run_dir), ROLE_TAG: "sweep"}).info.run_id
+                tags={SWEEP_TAG: self.sweep_id, RUN_DIR_TAG: str(run_dir), RUN_ID_TAG: self.run_id,
+                      ROLE_TAG: "sweep"}).info.run_id
             write_text_atomic(ids_file, json.dumps({**saved, self.uri: parent}, indent=2))
         self.client.update_run(parent, status="RUNNING")
         return parent
@@ -215,13 +220,20 @@ class Tracker:
 
 class LiveLogger(tune.Callback):
     """Logs each study to MLflow when its shard reports it finished (reading its rows from the shard's state
-    file), on a background thread, so Tune's driver loop never waits on the tracking store. A tracking outage only warns: Parquet is the record, and the
-    command's final sync catches up. Tune pickles its callbacks with the experiment: the tracker and thread
-    stay out of the pickle."""
+    file), on a background thread, so Tune's driver loop never waits on the tracking store. Tracking never costs
+    a run: the thread connects on its own (an unreachable store at start stops nothing), says once when the store
+    cannot be reached, keeps up to QUEUE_LIMIT finished shards' reports meanwhile and retries every `retry_s`,
+    reconnecting afresh (the store's state is read again); what it drops or never gets to, the command's final
+    sync from Parquet logs. Tune pickles its callbacks with the experiment: the tracker and thread stay out."""
 
-    def __init__(self, tracker: Tracker, budgets: Mapping[str, int]) -> None:
-        self.tracker, self.budgets = tracker, budgets
-        self._queue: queue.Queue = queue.Queue()
+    def __init__(self, connect: Callable[[], Tracker], budgets: Mapping[str, int], retry_s: float = RETRY_S,
+                 limit: int = QUEUE_LIMIT) -> None:
+        self.connect, self.budgets, self.retry_s = connect, budgets, retry_s
+        self._tracker: Tracker | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=limit)
+        self._closing = threading.Event()
+        self._down = False
+        self.dropped = 0
         self._thread = threading.Thread(target=self._drain, name="mlflow-live", daemon=True)
         self._thread.start()
 
@@ -230,25 +242,44 @@ class LiveLogger(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
         if result.get("finished"):
-            self._queue.put((Path(result["state_file"]), result["finished"]))
+            try:
+                self._queue.put_nowait((Path(result["state_file"]), result["finished"]))
+            except queue.Full:
+                self.dropped += 1  # the final sync logs these studies from the Parquet files
 
     def close(self) -> None:
-        """Wait until everything queued is written (or dropped after a failure): then the final sync is the
-        only writer."""
-        self._queue.put(None)
+        """Write what is queued while the store answers, then stop (at once while it does not): then the final
+        sync is the only writer."""
+        self._closing.set()
         self._thread.join()
 
     def _drain(self) -> None:
-        failed = False
-        while (item := self._queue.get()) is not None:
-            if failed:
-                continue  # each failed call can wait through MLflow's retries; the final sync catches up
-            state_file, keys = item
+        while True:
             try:
-                payloads = read_payloads(state_file)
-                for key in keys:
-                    self.tracker.log_study(key, payloads[key][1], self.budgets[key])
-            except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
-                failed = True
-                log.warning("MLflow live logging stopped at %s (%s); the end of the command syncs from Parquet",
-                            state_file.name, str(err).splitlines()[0][:300])
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self._closing.is_set():
+                    return
+                continue
+            while not self._log(*item):
+                if self._closing.wait(self.retry_s):
+                    return
+
+    def _log(self, state_file: Path, keys: Sequence[str]) -> bool:
+        try:
+            self._tracker = self._tracker or self.connect()
+            payloads = read_payloads(state_file)
+            for key in keys:
+                self._tracker.log_study(key, payloads[key][1], self.budgets[key])
+        except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
+            self._tracker = None
+            if not self._down:
+                self._down = True
+                log.warning("MLflow cannot be reached (%s); the sweep goes on, live logging retries every %.0f s, "
+                            "and the end of the command syncs from Parquet", str(err).splitlines()[0][:300],
+                            self.retry_s)
+            return False
+        if self._down:
+            self._down = False
+            log.warning("MLflow answers again; live logging caught up")
+        return True

@@ -127,5 +127,5 @@ def test_replicas_the_cluster_cannot_place_fail_with_what_is_free(tmp_path: Path
                         "model.name=tiny-random", "model.quantization=none", f"data.csv={simpleqa_csv}",
                         "model.device=cuda", "cluster.num_replicas=1", "cluster.call_timeout_s=5")
     assert code == 2
-    assert "no room for the replica replicas (1 x {'GPU': 1.0}) after 5 s" in err and "free now" in err
+    assert "after 5 s, the replica replicas (1 x {'GPU': 1.0}) cannot be scheduled" in err and "free now" in err
     assert not (out / "prompts.parquet").exists()

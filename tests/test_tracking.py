@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweep.rundir import RunDir
 from sweep.tracking import Tracker
 
 BUDGET = 3
@@ -21,7 +22,8 @@ def rows(prompt_id: int, arm: str, count: int = BUDGET) -> list[dict]:
 
 def tracker(store: Path, run_dir: Path, sweep_id: str = "abc") -> Tracker:
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Tracker(f"sqlite:///{store}", "fusion-steering", sweep_id, run_dir, run_dir / "mlflow_run.json")
+    return Tracker(f"sqlite:///{store}", "fusion-steering", sweep_id, run_dir, run_dir / "mlflow_run.json",
+                   RunDir(run_dir).run_id())
 
 
 def test_two_run_directories_with_one_config_get_their_own_parent_saved_in_each(tmp_path):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..config import SweepConfig
 from ..errors import SweepError
+from ..health import check_shared_storage
+from ..lease import Lease
 from ..rundir import RunDir, read_rows
 from ..session import Session
 from ..tuning import study_key, trial_params
@@ -45,22 +47,25 @@ def run_stages(cfg: SweepConfig, out: Path, stages: Sequence[str], verbose: bool
     """Run the given stages in order, skipping those whose outputs exist; the config is saved first."""
     run = RunDir(out.resolve())
     run.prepare(cfg)
-    session = Session(cfg, run, verbose)
-    ok = False
-    try:
-        for stage in stages:
-            if stage_done(run, stage):
-                log.info("%s: already done, skipped", stage)
-                continue
-            missing = [s for s in STAGES[:STAGES.index(stage)] if not stage_done(run, s)]
-            if missing:
-                raise SweepError(f"stage '{stage}' needs {', '.join(missing)} first (or use 'run')")
-            log.info("%s: running", stage)
-            STAGE_FUNCTIONS[stage](session)
-        ok = True
-    finally:
-        sync_tracking(session)
-        session.close(ok)
+    with Lease(run.lease):
+        session = Session(cfg, run, verbose)
+        ok = False
+        try:
+            for stage in stages:
+                if stage_done(run, stage):
+                    log.info("%s: already done, skipped", stage)
+                    continue
+                missing = [s for s in STAGES[:STAGES.index(stage)] if not stage_done(run, s)]
+                if missing:
+                    raise SweepError(f"stage '{stage}' needs {', '.join(missing)} first (or use 'run')")
+                log.info("%s: running", stage)
+                if stage == "tune":  # trials on every node write study state into the run directory
+                    check_shared_storage(run, session.replicas)
+                STAGE_FUNCTIONS[stage](session)
+            ok = True
+        finally:
+            sync_tracking(session)
+            session.close(ok)
     if run.report.exists() and "report" in stages:
         log.info("%s", next_steps(run, session.tracking_uri))
 
@@ -76,7 +81,7 @@ def sync_tracking(session: Session) -> None:
     if not any(p.exists() for p in (run.table("trials"), run.table("grades"), run.report)):
         return
     try:
-        tracker = session.tracker
+        tracker = session.connect_tracker()  # afresh: the live logger may have lost it mid-run
         if run.table("trials").exists():
             rows = read_rows(run.table("trials"))
             tracker.sync_trials(rows, {study_key(r["prompt_id"], r["method"]):

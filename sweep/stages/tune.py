@@ -19,10 +19,11 @@ from ray import tune
 from ..arms import arm_by_name, derangement, sweep_arms, vector_key
 from ..config import SweepConfig
 from ..errors import SweepError
+from ..health import StallWatch
 from ..progress import Progress
 from ..rundir import SCHEMAS, RunDir, read_rows, write_table, write_text_atomic
 from ..scoring import DEGENERATE_REPETITION
-from ..session import Session, num_layers, steer_settings
+from ..session import Session, num_layers, steer_settings, trial_resources
 from ..tracking import LiveLogger
 from ..tuning import (Payload, StudySettings, budget, finished, latest_payloads, parse_key, run_shard, shard_file,
                       study_key, write_payloads)
@@ -83,7 +84,7 @@ def tune_stage(session: Session) -> None:
     if not todo:
         _write_results(run, keys, cfg.search.trials)
         return
-    live = LiveLogger(session.tracker, budgets)
+    live = LiveLogger(session.connect_tracker, budgets)
     try:
         _run_shards(session, study_settings(session, mismatch), todo, payloads, budgets, live)
         del payloads
@@ -114,7 +115,7 @@ def _run_shards(session: Session, settings: StudySettings, todo: list[str], payl
     done = sum(len(payloads[k][1]) for k in todo if k in payloads)
     best = {k: max(r["objective"] for r in payloads[k][1]) for k in todo if k in payloads and payloads[k][1]}
     trainable = tune.with_resources(tune.with_parameters(run_shard, settings=settings, replicas=replicas),
-                                    {"cpu": cfg.cluster.trial_cpus})
+                                    trial_resources(cfg.cluster))
     log.info("tune: %d studies left in %d shard%s of up to %d (attempt %d)", len(todo), len(shards),
              "s" * (len(shards) > 1), len(shards[0]), attempt)
     with Progress("tune", total, "trials") as progress:
@@ -128,7 +129,7 @@ def _run_shards(session: Session, settings: StudySettings, todo: list[str], payl
             run_config=tune.RunConfig(
                 name=f"attempt-{attempt}", storage_path=str(run.tune_storage.resolve()),
                 verbose=1 if session.verbose else 0, failure_config=tune.FailureConfig(max_failures=2),
-                callbacks=[ShardProgress(progress, best), live]))
+                callbacks=[ShardProgress(progress, best), live, StallWatch(trial_resources(cfg.cluster))]))
         tuner.fit()
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import QUESTIONS, finish_sweep, free_port, start_sweep, sweep_command, write_simpleqa_csv
 
-pytestmark = [pytest.mark.slow, pytest.mark.faults]  # minutes each: with the fault group (make test-faults), out of the default run
+# Minutes each: in the fault group (make test-faults), out of the default run.
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 BUDGET = 2
 
 

@@ -89,21 +89,22 @@ class Engine:
             raise ValueError(f"use_cache={use_cache} contradicts the steering mode (cached={steer.cached})")
         pick = token_picker(sampling or [None] * len(texts), self.device)
         if steer is None:
-            new = self._greedy(ids, mask, max_new_tokens, None, use_cache, stop_at_eos, pick)
+            new = self._greedy(ids, mask, max_new_tokens, None, use_cache, stop_at_eos, pick=pick)
         else:
             with fusion_hooks(self.layers, steer) as positions:
-                new = self._greedy(ids, mask, max_new_tokens, positions, use_cache, stop_at_eos, pick,
-                                   steer.exclude_sink)
+                new = self._greedy(ids, mask, max_new_tokens, positions, use_cache, stop_at_eos,
+                                   steer.exclude_sink, pick)
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
     def _greedy(self, ids: Tensor, mask: Tensor, max_new_tokens: int, positions: Positions | None,
-                use_cache: bool, stop_at_eos: bool, pick: Callable[[Tensor, Tensor], Tensor],
-                exclude_sink: bool = False) -> Tensor:
+                use_cache: bool, stop_at_eos: bool, exclude_sink: bool = False,
+                pick: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
         """ids, mask: [batch, prompt] -> new tokens [batch, <= max_new_tokens] (pads after a row's EOS).
 
         Rows that have reached EOS leave the batch (its KV cache and every per-row tensor compacted) once
         the live rows fall to COMPACT_BELOW of it; `rows` maps the batch's rows to the caller's."""
         batch = ids.shape[0]
+        pick = pick or token_picker([None] * batch, self.device)  # greedy
         pad = self.tokenizer.pad_token_id
         new = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=self.device)
         rows = torch.arange(batch, device=self.device)

@@ -146,6 +146,18 @@ CASES = [
     ("commit", "Who directed the film?", "Steven Spielberg", "The answer is Steven Spielberg.", C),
     ("commit", "Which tennis player won the 2011 Wimbledon men's singles title?", "Novak Djokovic",
      "Djokovic beat Federer in the final.", C),  # a surname is enough for a person
+    # a bolded phrase is an answer position (unbolded, "the shop of X" is none); a bolded label or several
+    # bolded phrases in a line are not
+    ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
+     "It was sold from the shop of **Giovanni Pitti** in Florence.", I),
+    ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
+     "It was sold from the shop of Giovanni Pitti in Florence.", NA),
+    ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
+     "It was sold from the shop of **Fedele Acciai** in Florence.", C),
+    ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
+     "**Explanation:** it was sold from the shop of Giovanni Pitti in Florence.", NA),
+    ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
+     "It was sold from a shop in **Rome**, **Florence** or **Siena**.", NA),
     ("commit", "What is the name of the ship?", "Michio Sugeno", "Sugeno.", NA),  # part of a name that is no person
     ("commit", "Who received the award in 2010?", "Michio Sugeno", "The award went to none other than Michio "
      "Sugeno.", C),

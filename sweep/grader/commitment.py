@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .names import (PARTICLES, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, count_contradicts, covers,
                     extra_member, locate, other_given_name, same_token)
+from .emphasis import within
 from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
 from .region import answer_region_end, declines, makes_claim
 from .roles import cued_after, cued_before, passive_cues, role_cues, stem
@@ -105,11 +106,13 @@ def _quoted(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[i
 
 
 def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[frozenset[str], frozenset[str]],
-              lead_sentence: tuple[int, int]) -> int:
+              lead_sentence: tuple[int, int], emphasis: str | None) -> int:
     start, end = ws[run[0]].start, ws[run[1]].end
     before = text[lead_sentence[0]:start]
     if cued_before(text, start, *cues) or cued_after(text, end, cues[0]) or _ANSWER_CUE.search(text[:start]):
         return 0
+    if within(text, start, end, emphasis):
+        return 1
     in_lead = lead_sentence[0] <= start < lead_sentence[1]
     if in_lead and ((_LEADING.match(before) and _ENDS_NAME.match(text, end)) or _COPULA.search(before)):
         return 1
@@ -118,7 +121,8 @@ def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[froze
     return 9
 
 
-def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, int]]) -> tuple[int, int, int] | None:
+def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, int]],
+              emphasis: str | None = None) -> tuple[int, int, int] | None:
     """The name the answer commits to for the slot (first and last word index, strength), if any."""
     question_words = {w.text for w in words(question)}
     runs = entities(text, ws, question_words)
@@ -126,7 +130,7 @@ def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, i
         return None
     lead = spans[sentence_at(spans, ws[runs[0][0]].start)]
     cues = (role_cues(question), passive_cues(question))
-    ranked = [(_strength(text, ws, r, cues, lead), k, r) for k, r in enumerate(runs)
+    ranked = [(_strength(text, ws, r, cues, lead, emphasis), k, r) for k, r in enumerate(runs)
               if not is_negated(text, ws[r[0]].start, ws[r[1]].end)]
     if not ranked:
         return None
@@ -235,12 +239,13 @@ def _partial(ws: list[Word], run: tuple[int, int], item: GoldItem) -> bool:
                                                 for w in inside)
 
 
-def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, int]], gold_text: str = "") -> Verdict:
+def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, int]], gold_text: str = "",
+               emphasis: str | None = None) -> Verdict:
     question_words = {w.text for w in words(question)}
     refusing = [(s, e) for s, e in spans if is_refusal(text[s:e])]
     region_end = answer_region_end(text, spans, question_words)
     ws = [w for w in words(text) if w.start < region_end and not any(s <= w.start < e for s, e in refusing)]
-    commitment = committed(text, ws, question, spans)
+    commitment = committed(text, ws, question, spans, emphasis)
     # A name is asked for: what the answer commits to decides. Other golds ("Season 7, Episode 20") are looked for.
     named = _names_something(gold)
     for items in gold.alternatives:

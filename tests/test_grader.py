@@ -158,6 +158,10 @@ CASES = [
      "**Explanation:** it was sold from the shop of Giovanni Pitti in Florence.", NA),
     ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
      "It was sold from a shop in **Rome**, **Florence** or **Siena**.", NA),
+    # a gold with a title and no given name ("Dr. Kalam") leaves the answer's given names free
+    ("commit", "Name the mission director of the launch.", "Dr. Kalam",
+     "The mission director was Dr. A. P. J. Abdul Kalam.", C),
+    ("commit", "Name the mission director of the launch.", "Dr. Kalam", "The mission director was Dr. Kalam Singh.", I),
     ("commit", "What is the name of the ship?", "Michio Sugeno", "Sugeno.", NA),  # part of a name that is no person
     ("commit", "Who received the award in 2010?", "Michio Sugeno", "The award went to none other than Michio "
      "Sugeno.", C),

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from .names import (PARTICLES, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, count_contradicts, covers,
-                    extra_member, locate, other_given_name, same_token)
+                    extra_member, has_given_name, locate, other_given_name, same_token)
 from .emphasis import within
 from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
 from .region import answer_region_end, declines, makes_claim
@@ -161,7 +161,9 @@ def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words
         hits, _ = covers(inside, j, item)
         if _topic(w, question_words, set(item.tokens)):
             hits = frozenset()
-        if not hits and w.text not in question_words | TITLES | PARTICLES | _JOINERS:
+        # "Dr. A. P. J. Abdul Kalam" for "Dr. Kalam": a gold with no given name leaves the answer's free
+        surname_ahead = not has_given_name(item) and item.core - 1 not in held
+        if not hits and w.text not in question_words | TITLES | PARTICLES | _JOINERS and not surname_ahead:
             return False
         held |= hits
     middle = {k for k in range(1, item.core - 1) if item.tokens[k] not in PARTICLES}

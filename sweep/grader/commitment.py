@@ -27,7 +27,7 @@ _LEADING = re.compile(r"^\W*(?:(?:the (?:correct )?answer is|answer|(?:it|this|t
                       r"i (?:think|believe)(?: (?:it|that) (?:is|was))?|probably|perhaps|maybe|yes|sure|"
                       r"the)\W*)*$", re.I)
 _COPULA = re.compile(r"\b(?:(?:is|was|are|were)(?:\s+(?:called|named|known as|titled))?|called|named|known as|"
-                     r"titled)\s+(?:the\s+)?\W*$", re.I)
+                     r"titled)\s+[\"']?(?:the\s+)?\W*$", re.I)  # a quoted answer may open with "The"
 # "awarded to X", "went to X" (the agent of "awarded by X" is another role).
 _PARTICIPLE = re.compile(r"\b(?:[a-z]+ed|[a-z]+en|won|went|goes|gave|belongs?|made|built|led|held|sold|"
                          r"taught|found)\s+(?:[a-z]+\s+)?to\s+(?:the\s+)?\W*(?:(?:dr|prof|sir|mr|mrs|ms)\b\W*)?$", re.I)

@@ -164,6 +164,10 @@ CASES = [
     ("commit", "Name the mission director of the launch.", "Dr. Kalam", "The mission director was Dr. Kalam Singh.", I),
     ("commit", "What is the title of her doctoral thesis?", "Studies on coral growth",
      'The title of her doctoral thesis is "The Role of Trade in the Ancient World".', I),  # a quoted title after "is"
+    ("commit", "What is the name of the smallest known exoplanet?", "Gliese 367 b",
+     "The smallest exoplanet, Kepler Minor, is close to Earth.", I),  # an appositive after the question's noun
+    ("commit", "What is the name of the smallest known exoplanet?", "Gliese 367 b",
+     "The smallest exoplanet, Gliese 367 b, is close to Earth.", C),
     ("commit", "What is the name of the ship?", "Michio Sugeno", "Sugeno.", NA),  # part of a name that is no person
     ("commit", "Who received the award in 2010?", "Michio Sugeno", "The award went to none other than Michio "
      "Sugeno.", C),

@@ -106,7 +106,7 @@ def _quoted(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[i
 
 
 def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[frozenset[str], frozenset[str]],
-              lead_sentence: tuple[int, int], emphasis: str | None) -> int:
+              lead_sentence: tuple[int, int], emphasis: str | None, question_words: set[str]) -> int:
     start, end = ws[run[0]].start, ws[run[1]].end
     before = text[lead_sentence[0]:start]
     if cued_before(text, start, *cues) or cued_after(text, end, cues[0]) or _ANSWER_CUE.search(text[:start]):
@@ -114,11 +114,18 @@ def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[froze
     if within(text, start, end, emphasis):
         return 1
     in_lead = lead_sentence[0] <= start < lead_sentence[1]
-    if in_lead and ((_LEADING.match(before) and _ENDS_NAME.match(text, end)) or _COPULA.search(before)):
+    if in_lead and ((_LEADING.match(before) and _ENDS_NAME.match(text, end)) or _COPULA.search(before)
+                    or _appositive(before, text[end:end + 2], question_words)):
         return 1
     if _PARTICIPLE.search(text[max(0, start - 60):start]):
         return 2
     return 9
+
+
+def _appositive(before: str, after: str, question_words: set[str]) -> bool:
+    """A name set off by commas after the question's own noun phrase: "The smallest exoplanet, X, is ..."."""
+    lead = re.fullmatch(r"\W*the\s+([^,.;:!?\n]{1,60}?)\s*,\s*", before, re.I)
+    return bool(lead and after.startswith(",") and all(w.text in question_words for w in words(lead.group(1))))
 
 
 def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, int]],
@@ -130,7 +137,7 @@ def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, i
         return None
     lead = spans[sentence_at(spans, ws[runs[0][0]].start)]
     cues = (role_cues(question), passive_cues(question))
-    ranked = [(_strength(text, ws, r, cues, lead, emphasis), k, r) for k, r in enumerate(runs)
+    ranked = [(_strength(text, ws, r, cues, lead, emphasis, question_words), k, r) for k, r in enumerate(runs)
               if not is_negated(text, ws[r[0]].start, ws[r[1]].end)]
     if not ranked:
         return None

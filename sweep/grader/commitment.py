@@ -16,7 +16,8 @@ from .names import (PARTICLES, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, cou
 from .emphasis import within
 from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
 from .region import answer_region_end, declines, makes_claim
-from .roles import cued_after, cued_before, passive_cues, role_cues, stem
+from .roles import cued_after, cued_before, passive_cues, role_cues
+from .shapes import denies_event, describes, other_numbering
 from .text import Word, sentence_at, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -183,36 +184,6 @@ def _names_something(gold: GoldText) -> bool:
         and gold.capitalised
 
 
-_NUMBERED = re.compile(r"\b([a-z]+)\s*,?\s*(?:no\.?\s*)?(\d+)\b", re.I)
-
-
-def _other_numbering(text: str, gold_text: str) -> bool:
-    """A gold that numbers its parts ("Season 1 episode 3") answered with another number for one of them
-    ("Season 1, episode 6")."""
-    wanted = {m.group(1).lower(): m.group(2) for m in _NUMBERED.finditer(gold_text)}
-    return any(wanted.get(m.group(1).lower(), m.group(2)) != m.group(2) for m in _NUMBERED.finditer(text))
-
-
-_DESCRIPTION = re.compile(r"^[^.!?\n]*?\b(?:is|was|are|were)\s+(?:an?|the)\s+[a-z]", re.I)
-
-
-def _describes(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> bool:
-    """A gold that is a description ("a bell inside a circle"), answered by the first sentence with the question's
-    subject and another description: "The election symbol of the party was a white flag with a red star"."""
-    if not spans:
-        return False
-    start, end = spans[0]
-    subject = re.split(r"\b(?:is|was|are|were)\b", text[start:end], maxsplit=1)[0]
-    topical = sum(w.text in question_words for w in words(subject)) >= 2
-    return topical and bool(_DESCRIPTION.match(text[start:end]))
-
-
-def _denies_event(text: str, question: str) -> bool:
-    """Denies what the question asks about: "Rugged Lark did not win the title" for "In which years did it win"."""
-    cues = role_cues(question)
-    return any(stem(m) in cues for m in re.findall(r"\b(?:not|never|n't)\s+(?:\w+ly\s+)?([a-z]+)", text))
-
-
 def _loose(text: str, ws: list[Word], first: int, last: int, item: GoldItem, spans: list[tuple[int, int]]) -> bool:
     """A gold found by its words alone that is no answer: spread over sentences, a name's words scattered ("liberal
     reforms and a strong national" for "National Liberal Party"), or inside a loop that repeats itself."""
@@ -293,9 +264,9 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
     largest = max(len(items) for items in gold.alternatives)
     if largest > 1 and count_contradicts(text, largest):
         return Verdict(INCORRECT, reason="states a different number of items")
-    if _other_numbering(text[:region_end], gold_text):
+    if other_numbering(text[:region_end], gold_text):
         return Verdict(INCORRECT, reason="gives another number for a part of the gold")
-    if denies(text, spans) or _denies_event(text, question):
+    if denies(text, spans) or denies_event(text, question):
         return Verdict(INCORRECT, reason="denies that there is an answer")
     if declines(text, spans, question_words):
         return Verdict(NOT_ATTEMPTED, reason="declines to answer")
@@ -303,7 +274,7 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
         return Verdict(INCORRECT, reason="the gold list is not given")
     if commitment is None and named and _resembles(text, ws, gold, question_words):
         return Verdict(INCORRECT, reason="names something like the gold that is not the gold")
-    if commitment is None and not named and _describes(text, spans, question_words):
+    if commitment is None and not named and describes(text, spans, question_words):
         return Verdict(INCORRECT, reason="describes another answer")
     if commitment is None:
         return Verdict(NOT_ATTEMPTED, reason="commits to no answer for the slot")

@@ -168,6 +168,10 @@ CASES = [
      "The smallest exoplanet, Kepler Minor, is close to Earth.", I),  # an appositive after the question's noun
     ("commit", "What is the name of the smallest known exoplanet?", "Gliese 367 b",
      "The smallest exoplanet, Gliese 367 b, is close to Earth.", C),
+    # another form of a question's word is its topic: not required of the gold, no answer of the response's
+    ("commit", "What disease was she diagnosed with?", "multiple sclerosis diagnosis",
+     "She was diagnosed with multiple sclerosis in 1990.", C),
+    ("commit", "Who died in the Painted Cave Fire?", "Andrea Lang Gurka", "Painting is a form of art.", NA),
     ("commit", "What is the name of the ship?", "Michio Sugeno", "Sugeno.", NA),  # part of a name that is no person
     ("commit", "Who received the award in 2010?", "Michio Sugeno", "The award went to none other than Michio "
      "Sugeno.", C),

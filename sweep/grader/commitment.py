@@ -18,7 +18,7 @@ from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, o
 from .region import answer_region_end, declines, makes_claim
 from .roles import cued_after, cued_before, passive_cues, role_cues
 from .shapes import denies_event, describes, other_numbering
-from .text import Word, sentence_at, words
+from .text import Word, echoes, sentence_at, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
 
 _JOINERS = frozenset({"of", "the", "and", "for", "de", "van", "von", "der", "den", "da", "di", "du", "del", "la",
@@ -69,7 +69,8 @@ def entities(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[
         j = i
         while (step := _continues(text, ws, j)) > 0:
             j += step
-        own = [w for w in ws[i:j + 1] if w.text not in question_words | SENTENCE_OPENERS | TITLES | _JOINERS]
+        own = [w for w in ws[i:j + 1]
+               if w.text not in SENTENCE_OPENERS | TITLES | _JOINERS and not echoes(w.text, question_words)]
         while i < j and ws[i].text in SENTENCE_OPENERS:  # "The University of Toronto"
             i += 1
         if own or _ANSWER_CUE.search(text[:ws[i].start]):  # "The answer is Sikkim", though the question says Sikkim

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .text import ARTICLES, Word, fold, sentence_at, words
+from .text import ARTICLES, Word, echoes, fold, sentence_at, words
 
 _SMALL_COUNT = ("two three four five six seven eight nine ten eleven twelve").split()
 _COUNT = re.compile(r"(?<![\w.,])(\d{1,2}|" + "|".join(_SMALL_COUNT) + r")\s+(?:children|people|[a-z]+s)\b", re.I)
@@ -86,7 +86,8 @@ def _gold_item(tokens: list[str], optional: list[str], question_words: set[str],
                person: bool) -> GoldItem:
     """Which of the item's words must appear; `optional` words may follow them."""
     own = [k for k, t in enumerate(tokens) if t not in others] or list(range(len(tokens)))
-    distinctive = [k for k in own if tokens[k] not in question_words | SENTENCE_OPENERS] or own
+    distinctive = [k for k in own if tokens[k] not in SENTENCE_OPENERS and not echoes(tokens[k], question_words)] \
+        or own
     if person:
         names = [k for k in distinctive if tokens[k] not in PARTICLES] or distinctive
         required = frozenset({names[-1]}) if names[-1] == len(tokens) - 1 or len(names) == 1 else frozenset(names)

@@ -172,6 +172,17 @@ CASES = [
     ("commit", "What disease was she diagnosed with?", "multiple sclerosis diagnosis",
      "She was diagnosed with multiple sclerosis in 1990.", C),
     ("commit", "Who died in the Painted Cave Fire?", "Andrea Lang Gurka", "Painting is a form of art.", NA),
+    # capitalised words that name no answer: the question's acronym spelt out, a loop, a field label
+    ("commit", "Which player won the Purple Cap in IPL 2022?", "Yuzvendra Chahal",
+     "In 2022 the Indian team won the Indian Premier League.", NA),
+    ("commit", "Which team won the cup in 1922?", "Stoke Ladies", "Orientalia Orientalia Orientalia Orientalia", NA),
+    ("commit", "Where is the capital?", "Lilongwe", "Latitude: 13° S\nLongitude: 34° E", NA),
+    # a bolded phrase that is not a name but holds a word neither the gold's nor the question's
+    ("commit", "What type of eclipse occurred on August 28, 1802?", "Annular solar eclipse",
+     "The eclipse of August 28, 1802 was a **total solar eclipse**.", I),
+    ("commit", "What type of eclipse occurred on August 28, 1802?", "Annular solar eclipse",
+     "It was an **annular solar eclipse**.", C),
+    ("commit", "Who was the lead programmer?", "Anita Sandoval", "The lead programmer is **[Name redacted]**.", NA),
     ("commit", "What is the name of the ship?", "Michio Sugeno", "Sugeno.", NA),  # part of a name that is no person
     ("commit", "Who received the award in 2010?", "Michio Sugeno", "The award went to none other than Michio "
      "Sugeno.", C),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .names import (PARTICLES, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, count_contradicts, covers,
                     extra_member, has_given_name, locate, other_given_name, same_token)
-from .emphasis import within
+from .emphasis import another_answer, within
 from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
 from .region import answer_region_end, declines, makes_claim
 from .roles import cued_after, cued_before, passive_cues, role_cues
@@ -73,10 +73,19 @@ def entities(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[
                if w.text not in SENTENCE_OPENERS | TITLES | _JOINERS and not echoes(w.text, question_words)]
         while i < j and ws[i].text in SENTENCE_OPENERS:  # "The University of Toronto"
             i += 1
-        if own or _ANSWER_CUE.search(text[:ws[i].start]):  # "The answer is Sikkim", though the question says Sikkim
-            runs.append((i, j))
+        if (own or _ANSWER_CUE.search(text[:ws[i].start])) and not _no_name(text, ws[i:j + 1], question_words):
+            runs.append((i, j))  # "The answer is Sikkim" names an answer, though the question says Sikkim
         i = j + 1
     return sorted(set(runs))
+
+
+def _no_name(text: str, run: list[Word], question_words: set[str]) -> bool:
+    """Capitalised words that name no answer: the question's acronym spelt out ("Indian Premier League" for
+    "IPL"), a loop ("Orientalia Orientalia Orientalia"), a field label opening a line ("Latitude: 13° S")."""
+    initials = "".join(w.text[0] for w in run if w.text not in _JOINERS)
+    looping = any(sum(w.text == v.text for v in run) >= 3 for w in run)
+    label = re.match(r"[ \t]*:", text[run[-1].end:]) and re.search(r"(?:^|\n)\W*$", text[:run[0].start])
+    return (len(initials) >= 2 and initials in question_words) or looping or bool(label)
 
 
 def _continues(text: str, ws: list[Word], j: int) -> int:
@@ -277,6 +286,9 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
         return Verdict(INCORRECT, reason="names something like the gold that is not the gold")
     if commitment is None and not named and describes(text, spans, question_words):
         return Verdict(INCORRECT, reason="describes another answer")
+    gold_words = {t for items in gold.alternatives for item in items for t in item.tokens}
+    if commitment is None and another_answer(text, region_end, emphasis, gold_words, question_words):
+        return Verdict(INCORRECT, reason="emphasises another answer")
     if commitment is None:
         return Verdict(NOT_ATTEMPTED, reason="commits to no answer for the slot")
     if named and any(_partial(ws, commitment, items[0]) for items in gold.alternatives):

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 
-from .text import fold
+from .text import ARTICLES, echoes, fold, words
 
 # Markdown's rule: the opening mark is followed, and the closing mark preceded, by no space.
 _BOLD = re.compile(r"\*\*(\S(?:[^*\n]{0,78}\S)?)\*\*|__(\S(?:[^_\n]{0,78}\S)?)__")
+MOST_WORDS = 8
 _PROMPT_ECHO = re.compile(r"^\s*question:.*?\banswer(?: and explanation)?\s*:", re.I | re.S)
 
 
@@ -18,8 +19,11 @@ def emphasised(response: str) -> str | None:
     answer = _PROMPT_ECHO.sub("", response, count=1)
     for bold in _BOLD.finditer(answer):
         phrase = (bold.group(1) or bold.group(2)).strip()
-        if phrase.endswith(":") or answer[bold.end():bold.end() + 1] == ":" or not re.search(r"[^\W_]", phrase):
+        if phrase.endswith(":") or answer[bold.end():bold.end() + 1] == ":" or not re.search(r"[^\W_]", phrase) \
+                or re.fullmatch(r"\[[^\]]*\]", phrase):  # a label, or a [placeholder]
             continue
+        if len(phrase.split()) > MOST_WORDS:  # a bolded sentence stresses, it does not answer
+            return None
         line_start, line_end = answer.rfind("\n", 0, bold.start()) + 1, answer.find("\n", bold.end())
         line = answer[line_start:line_end if line_end >= 0 else len(answer)]
         return fold(phrase) if len(_BOLD.findall(line)) == 1 else None
@@ -32,3 +36,13 @@ def within(text: str, start: int, end: int, phrase: str | None) -> bool:
         return False
     at = fold(text).find(phrase)  # folding keeps offsets only for ASCII text: checked against the words below
     return at >= 0 and at <= start and end <= at + len(phrase) and fold(text[at:at + len(phrase)]) == phrase
+
+
+def another_answer(text: str, region_end: int, phrase: str | None, gold_words: set[str],
+                   question_words: set[str]) -> bool:
+    """The emphasised phrase, in the answer's region, holds a word of its own that is neither the gold's nor the
+    question's: "was a **total solar eclipse**" for an annular one. A phrase that loops (thrice) is no answer."""
+    if not phrase or phrase not in fold(text[:region_end]) or fold(text).count(phrase) >= 3:
+        return False
+    return any(w.text not in gold_words and w.text not in ARTICLES and not echoes(w.text, question_words)
+               for w in words(phrase))

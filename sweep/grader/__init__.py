@@ -40,7 +40,8 @@ def grade(question: str, gold: str, predicted: str) -> Verdict:
         return [c for c in candidates if not any(s <= c.start < e for s, e in refusing)]
 
     if (when := parse_date_gold(gold)) is not None:
-        return grade_slot(text, question, answerable(date_candidates(text, question, when)), spans)
+        return grade_slot(text, question, answerable(date_candidates(text, question, when)), spans,
+                          answerable(date_candidates(text, question, when, any_precision=True)))
     if (number := parse_number_gold(question, gold)) is not None:
         return grade_slot(text, question, answerable(number_candidates(text, question, number)), spans)
     emphasis = emphasised(answer) if chosen is None else None

@@ -185,6 +185,9 @@ CASES = [
     ("commit", "What type of eclipse occurred on August 28, 1802?", "Annular solar eclipse",
      "It was an **annular solar eclipse**.", C),
     ("commit", "Who was the lead programmer?", "Anita Sandoval", "The lead programmer is **[Name redacted]**.", NA),
+    ("commit", "What profession did his father have?", "Architect", "His father was a **lawyer**.", I),
+    ("commit", "What profession did his father have?", "Architect", "**The sources never say what he did.**", NA),
+    ("commit", "Who won the gold medal in men's foil?", "Andrea Borella", "The first games were held in **1991**.", NA),
     ("commit", "What is the name of the ship?", "Michio Sugeno", "Sugeno.", NA),  # part of a name that is no person
     ("commit", "Who received the award in 2010?", "Michio Sugeno", "The award went to none other than Michio "
      "Sugeno.", C),

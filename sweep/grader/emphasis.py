@@ -22,7 +22,7 @@ def emphasised(response: str) -> str | None:
         if phrase.endswith(":") or answer[bold.end():bold.end() + 1] == ":" or not re.search(r"[^\W_]", phrase) \
                 or re.fullmatch(r"\[[^\]]*\]", phrase):  # a label, or a [placeholder]
             continue
-        if len(phrase.split()) > MOST_WORDS:  # a bolded sentence stresses, it does not answer
+        if len(phrase.split()) > MOST_WORDS or phrase[-1] in ".!?":  # a bolded sentence stresses, it does not answer
             return None
         line_start, line_end = answer.rfind("\n", 0, bold.start()) + 1, answer.find("\n", bold.end())
         line = answer[line_start:line_end if line_end >= 0 else len(answer)]
@@ -41,8 +41,8 @@ def within(text: str, start: int, end: int, phrase: str | None) -> bool:
 def another_answer(text: str, region_end: int, phrase: str | None, gold_words: set[str],
                    question_words: set[str]) -> bool:
     """The emphasised phrase, in the answer's region, holds a word of its own that is neither the gold's nor the
-    question's: "was a **total solar eclipse**" for an annular one. A phrase that loops (thrice) is no answer."""
+    question's, a word and not a number: "was a **total solar eclipse**" for an annular one. A phrase that loops (thrice) is no answer."""
     if not phrase or phrase not in fold(text[:region_end]) or fold(text).count(phrase) >= 3:
         return False
-    return any(w.text not in gold_words and w.text not in ARTICLES and not echoes(w.text, question_words)
+    return any(w.text.isalpha() and w.text not in gold_words | ARTICLES and not echoes(w.text, question_words)
                for w in words(phrase))

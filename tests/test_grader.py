@@ -32,7 +32,7 @@ CASES = [
     ("several", VERKOLJE, "1693", "1691, 1692, 1693, 1694 or 1695", I),
     ("several", VERKOLJE, "1693", "1693 or 1694", I),
     ("several", "On what day, month and year was he born?", "22 June 1880",
-     "He was born on 22 June 1880, though his birth year is 1881 in the records.", I),  # a coarser rival after a contrast
+     "He was born on 22 June 1880, though his birth year is 1881.", I),  # a coarser rival after a contrast
     ("several", VERKOLJE, "1693", "He died in either 1693 or 1694.", I),
     ("several", VERKOLJE, "1693", "1693. Or it could be 1694.", I),
     ("several", ROSENBLATT, "Michio Sugeno", "It was either Michio Sugeno or Lotfi Zadeh.", I),

@@ -40,8 +40,8 @@ def within(text: str, start: int, end: int, phrase: str | None) -> bool:
 
 def another_answer(text: str, region_end: int, phrase: str | None, gold_words: set[str],
                    question_words: set[str]) -> bool:
-    """The emphasised phrase, in the answer's region, holds a word of its own that is neither the gold's nor the
-    question's, a word and not a number: "was a **total solar eclipse**" for an annular one. A phrase that loops (thrice) is no answer."""
+    """The emphasised phrase, in the answer's region, holds a word (not a number) of its own, neither the gold's
+    nor the question's: "was a **total solar eclipse**" for an annular one. A phrase said thrice is a loop."""
     if not phrase or phrase not in fold(text[:region_end]) or fold(text).count(phrase) >= 3:
         return False
     return any(w.text.isalpha() and w.text not in gold_words | ARTICLES and not echoes(w.text, question_words)

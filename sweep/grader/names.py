@@ -20,8 +20,8 @@ _PERSON_QUESTION = re.compile(
     r"\b(?:who|whom|whose)\b|\b(?:which|what|name of the|name the)\s+(?:[\w-]+\s+){0,2}(?:person|people|man|"
     r"woman|player|actor|actress|artist|painter|sculptor|writer|author|poet|novelist|composer|musician|singer|"
     r"scientist|physicist|chemist|mathematician|economist|philosopher|politician|president|prime minister|"
-    r"minister|king|queen|emperor|architect|engineer|inventor|director|producer|designer|photographer|journalist|coach|"
-    r"manager|judge|bishop|pope|general|explorer|astronaut|athlete|cricketer|footballer|boxer|wrestler|"
+    r"minister|king|queen|emperor|architect|engineer|inventor|director|producer|designer|photographer|journalist|"
+    r"coach|manager|judge|bishop|pope|general|explorer|astronaut|athlete|cricketer|footballer|boxer|wrestler|"
     r"chess player|mayor|governor|senator|founder|ceo|professor|student|historian|botanist|zoologist|"
     r"biologist|astronomer|researcher|doctor|surgeon|lawyer|officer|soldier|pilot|chef|dancer|comedian)s?\b",
     re.I)

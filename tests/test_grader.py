@@ -6,6 +6,7 @@ The official rubric's own examples (simple-evals' GRADER_TEMPLATE, MIT, OpenAI) 
 from __future__ import annotations
 
 import pytest
+from grader_commit_cases import COMMIT_CASES
 
 from sweep.evaluate import Answer, grade_answers
 from sweep.grader import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict, grade
@@ -30,6 +31,8 @@ CASES = [
     # more than one candidate answer for the slot
     ("several", VERKOLJE, "1693", "1691, 1692, 1693, 1694 or 1695", I),
     ("several", VERKOLJE, "1693", "1693 or 1694", I),
+    ("several", "On what day, month and year was he born?", "22 June 1880",
+     "He was born on 22 June 1880, though his birth year is 1881.", I),  # a coarser rival after a contrast
     ("several", VERKOLJE, "1693", "He died in either 1693 or 1694.", I),
     ("several", VERKOLJE, "1693", "1693. Or it could be 1694.", I),
     ("several", ROSENBLATT, "Michio Sugeno", "It was either Michio Sugeno or Lotfi Zadeh.", I),
@@ -126,39 +129,8 @@ CASES = [
      "serve two years. Later reforms gave the vote to the public.", I),
     ("ramble", "Who requested the flight restriction?", "The Coast Guard",
      "**The Coast Guard** requested the Coast Guard requested the Coast Guard", C),
-    # the grade follows the name committed for the slot (issue 14), not every mention
-    ("commit", "What is the capital of Australia?", "Canberra",
-     "Melbourne. Canberra was chosen later as a compromise.", I),  # another answer leads, the gold after it
-    ("commit", "Which university did she attend?", "University of Toronto",
-     "McGill University, near the University of Toronto campus.", I),
-    ("commit", "Who wrote The Master and Margarita?", "Mikhail Bulgakov",
-     "Anton Chekhov, whose friend Bulgakov admired him, wrote it.", I),
-    ("commit", "Who was the 41st president of the United States?", "George H. W. Bush",
-     "George W. Bush was the 41st president.", I),  # part of the gold's middle names: another person
-    ("commit", "Who appointed the Chief Justice of India, Mirza Hameedullah Beg, in 1977?", "Fakhruddin Ali Ahmed",
-     "Mirza Hamed Beg, the 19th President of India, appointed the Chief Justice of India, Shaukat Ali Ahmed, on "
-     "11 January 1977.", I),  # a name sharing two of the gold's words is not the gold
-    ("commit", "Who won the match?", "Michio Sugeno", "Lotfi Zadeh won. Michio Sugeno came second.", I),
-    ("commit", "Who directed the film?", "Steven Spielberg",
-     "The film was directed by George Lucas and produced by Steven Spielberg.", I),
-    ("commit", "Who directed the film?", "Steven Spielberg",
-     "The film was produced by George Lucas and directed by Steven Spielberg.", C),  # a producer: another role
-    ("commit", "Who directed the film?", "Steven Spielberg", "The answer is Steven Spielberg.", C),
-    ("commit", "Which tennis player won the 2011 Wimbledon men's singles title?", "Novak Djokovic",
-     "Djokovic beat Federer in the final.", C),  # a surname is enough for a person
-    ("commit", "What is the name of the ship?", "Michio Sugeno", "Sugeno.", NA),  # part of a name that is no person
-    ("commit", "Who received the award in 2010?", "Michio Sugeno", "The award went to none other than Michio "
-     "Sugeno.", C),
-    ("commit", "Who received the award in 2010?", "Michio Sugeno",
-     "The award is given every year to a researcher who has advanced the field.", NA),  # nothing committed
-    ("commit", "Who received the Jerlov Award in 2018?", "Annick Bricaud",
-     "The award is given annually. The 2018 award was awarded to Dr. Peter J. Schwartz.", I),
-    ("commit", "What is the name of the fortress used as a lair by the wyrm?", "Bastion of Unborn Souls",
-     "It lairs in the Bastion of Lost Souls.", I),  # a name like the gold that is not the gold
-    ("commit", "Which amateur astronomer was 162 Laurentia named after?", "Joseph Jean Pierre Laurent",
-     "The astronomer named after Laurentia is Laurentia.", NA),  # the question's word is no spelling of the gold
-    ("commit", "What was the name of the ride?", "The Catapult",
-     "Answer: A) The Catapult", C),  # an option letter is no name
+    # the grade follows the name committed for the slot (issue 14), not every mention: tests/grader_commit_cases.py
+    *COMMIT_CASES,
     # roles: numbers and dates in other roles do not count against a right answer
     ("role", "In what year did Arcangelo Corelli die?", "1713", "Corelli, born in 1653, died in 1713.", C),
     ("role", "In what year did Arcangelo Corelli die?", "1713", "Corelli, born in 1653 in Fusignano, died in Rome "

@@ -13,11 +13,12 @@ import pytest
 from sweep.grader.evaluate_labels import WRITTEN, agreement, graded, read_labels, report
 
 LABELS = Path(__file__).parent / "data" / "grader_labels.csv"
-# The issue's targets. The false-CORRECT rate (the error that flatters steering) is held to its target; agreement
-# is held to a floor under what the grader measures today, and the issue's targets stay visible as strict xfails
-# until the grader reaches them (docs/grading.md lists the classes it still misses).
+# The issue's targets. The false-CORRECT rate (the error that flatters steering) and agreement on real outputs are
+# held to their targets; overall agreement is held to a floor under what the grader measures today (92.6%), and
+# its target stays visible as a strict xfail until the grader reaches it (docs/grading.md lists the classes it
+# still misses).
 FALSE_CORRECT_MAX = 0.01
-AGREEMENT_FLOOR, REAL_AGREEMENT_FLOOR = 0.88, 0.86
+AGREEMENT_FLOOR = 0.91
 AGREEMENT_TARGET, REAL_AGREEMENT_TARGET = 0.95, 0.90
 
 
@@ -37,15 +38,17 @@ def test_non_correct_answers_are_almost_never_graded_correct(frame):
     assert a.false_correct <= FALSE_CORRECT_MAX, f"{a.false_correct:.1%} of {a.non_correct} non-CORRECT labels"
 
 
-def test_agreement_stays_above_its_floor(frame):
-    assert agreement(frame).agree >= AGREEMENT_FLOOR
-    assert agreement(frame[frame["source"] != WRITTEN]).agree >= REAL_AGREEMENT_FLOOR
-
-
-@pytest.mark.xfail(strict=True, reason="the issue's targets (95% overall, 90% on real outputs) are not reached yet")
-def test_agreement_reaches_the_issues_targets(frame):
-    assert agreement(frame).agree >= AGREEMENT_TARGET
+def test_agreement_on_real_outputs_reaches_the_issues_target(frame):
     assert agreement(frame[frame["source"] != WRITTEN]).agree >= REAL_AGREEMENT_TARGET
+
+
+def test_overall_agreement_stays_above_its_floor(frame):
+    assert agreement(frame).agree >= AGREEMENT_FLOOR
+
+
+@pytest.mark.xfail(strict=True, reason="the issue's overall target (95%) is not reached yet")
+def test_overall_agreement_reaches_the_issues_target(frame):
+    assert agreement(frame).agree >= AGREEMENT_TARGET
 
 
 def test_a_label_outside_the_three_grades_is_refused(tmp_path):

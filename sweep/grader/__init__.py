@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from .commitment import grade_text
+from .emphasis import emphasised
 from .dates import parse_date_gold
 from .names import parse_text_gold
 from .numbers import parse_number_gold
@@ -19,7 +20,8 @@ __all__ = ["CORRECT", "INCORRECT", "NOT_ATTEMPTED", "Verdict", "grade", "normali
 
 def grade(question: str, gold: str, predicted: str) -> Verdict:
     """SimpleQA's grade of `predicted` against `gold`, with whether a CORRECT answer was hedged."""
-    text = clean(_without_echo(question, predicted))
+    answer = _without_echo(question, predicted)
+    text = clean(answer)
     spans = sentence_spans(text)
     if not re.search(r"[^\W_]", text):
         return Verdict(NOT_ATTEMPTED, reason="empty answer")
@@ -38,10 +40,12 @@ def grade(question: str, gold: str, predicted: str) -> Verdict:
         return [c for c in candidates if not any(s <= c.start < e for s, e in refusing)]
 
     if (when := parse_date_gold(gold)) is not None:
-        return grade_slot(text, question, answerable(date_candidates(text, question, when)), spans)
+        return grade_slot(text, question, answerable(date_candidates(text, question, when)), spans,
+                          answerable(date_candidates(text, question, when, any_precision=True)))
     if (number := parse_number_gold(question, gold)) is not None:
         return grade_slot(text, question, answerable(number_candidates(text, question, number)), spans)
-    verdict = grade_text(text, question, parse_text_gold(question, gold), spans, gold)
+    emphasis = emphasised(answer) if chosen is None else None
+    verdict = grade_text(text, question, parse_text_gold(question, gold), spans, gold, emphasis)
     if chosen is not None and verdict.grade == NOT_ATTEMPTED:  # the chosen option is a committed answer
         return Verdict(INCORRECT, reason="the chosen option is another answer")
     return verdict

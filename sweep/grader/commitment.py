@@ -12,11 +12,13 @@ import re
 from dataclasses import dataclass
 
 from .names import (PARTICLES, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, count_contradicts, covers,
-                    extra_member, locate, other_given_name, same_token)
+                    extra_member, has_given_name, locate, other_given_name, same_token)
+from .emphasis import another_answer, within
 from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
 from .region import answer_region_end, declines, makes_claim
-from .roles import cued_after, cued_before, passive_cues, role_cues, stem
-from .text import Word, sentence_at, words
+from .roles import cued_after, cued_before, passive_cues, role_cues
+from .shapes import denies_event, describes, other_numbering
+from .text import Word, echoes, sentence_at, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
 
 _JOINERS = frozenset({"of", "the", "and", "for", "de", "van", "von", "der", "den", "da", "di", "du", "del", "la",
@@ -26,7 +28,7 @@ _LEADING = re.compile(r"^\W*(?:(?:the (?:correct )?answer is|answer|(?:it|this|t
                       r"i (?:think|believe)(?: (?:it|that) (?:is|was))?|probably|perhaps|maybe|yes|sure|"
                       r"the)\W*)*$", re.I)
 _COPULA = re.compile(r"\b(?:(?:is|was|are|were)(?:\s+(?:called|named|known as|titled))?|called|named|known as|"
-                     r"titled)\s+(?:the\s+)?\W*$", re.I)
+                     r"titled)\s+[\"']?(?:the\s+)?\W*$", re.I)  # a quoted answer may open with "The"
 # "awarded to X", "went to X" (the agent of "awarded by X" is another role).
 _PARTICIPLE = re.compile(r"\b(?:[a-z]+ed|[a-z]+en|won|went|goes|gave|belongs?|made|built|led|held|sold|"
                          r"taught|found)\s+(?:[a-z]+\s+)?to\s+(?:the\s+)?\W*(?:(?:dr|prof|sir|mr|mrs|ms)\b\W*)?$", re.I)
@@ -67,13 +69,23 @@ def entities(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[
         j = i
         while (step := _continues(text, ws, j)) > 0:
             j += step
-        own = [w for w in ws[i:j + 1] if w.text not in question_words | SENTENCE_OPENERS | TITLES | _JOINERS]
+        own = [w for w in ws[i:j + 1]
+               if w.text not in SENTENCE_OPENERS | TITLES | _JOINERS and not echoes(w.text, question_words)]
         while i < j and ws[i].text in SENTENCE_OPENERS:  # "The University of Toronto"
             i += 1
-        if own or _ANSWER_CUE.search(text[:ws[i].start]):  # "The answer is Sikkim", though the question says Sikkim
-            runs.append((i, j))
+        if (own or _ANSWER_CUE.search(text[:ws[i].start])) and not _no_name(text, ws[i:j + 1], question_words):
+            runs.append((i, j))  # "The answer is Sikkim" names an answer, though the question says Sikkim
         i = j + 1
     return sorted(set(runs))
+
+
+def _no_name(text: str, run: list[Word], question_words: set[str]) -> bool:
+    """Capitalised words that name no answer: the question's acronym spelt out ("Indian Premier League" for
+    "IPL"), a loop ("Orientalia Orientalia Orientalia"), a field label opening a line ("Latitude: 13° S")."""
+    initials = "".join(w.text[0] for w in run if w.text not in _JOINERS)
+    looping = any(sum(w.text == v.text for v in run) >= 3 for w in run)
+    label = re.match(r"[ \t]*:", text[run[-1].end:]) and re.search(r"(?:^|\n)\W*$", text[:run[0].start])
+    return (len(initials) >= 2 and initials in question_words) or looping or bool(label)
 
 
 def _continues(text: str, ws: list[Word], j: int) -> int:
@@ -105,20 +117,30 @@ def _quoted(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[i
 
 
 def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[frozenset[str], frozenset[str]],
-              lead_sentence: tuple[int, int]) -> int:
+              lead_sentence: tuple[int, int], emphasis: str | None, question_words: set[str]) -> int:
     start, end = ws[run[0]].start, ws[run[1]].end
     before = text[lead_sentence[0]:start]
     if cued_before(text, start, *cues) or cued_after(text, end, cues[0]) or _ANSWER_CUE.search(text[:start]):
         return 0
+    if within(text, start, end, emphasis):
+        return 1
     in_lead = lead_sentence[0] <= start < lead_sentence[1]
-    if in_lead and ((_LEADING.match(before) and _ENDS_NAME.match(text, end)) or _COPULA.search(before)):
+    if in_lead and ((_LEADING.match(before) and _ENDS_NAME.match(text, end)) or _COPULA.search(before)
+                    or _appositive(before, text[end:end + 2], question_words)):
         return 1
     if _PARTICIPLE.search(text[max(0, start - 60):start]):
         return 2
     return 9
 
 
-def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, int]]) -> tuple[int, int, int] | None:
+def _appositive(before: str, after: str, question_words: set[str]) -> bool:
+    """A name set off by commas after the question's own noun phrase: "The smallest exoplanet, X, is ..."."""
+    lead = re.fullmatch(r"\W*the\s+([^,.;:!?\n]{1,60}?)\s*,\s*", before, re.I)
+    return bool(lead and after.startswith(",") and all(w.text in question_words for w in words(lead.group(1))))
+
+
+def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, int]],
+              emphasis: str | None = None) -> tuple[int, int, int] | None:
     """The name the answer commits to for the slot (first and last word index, strength), if any."""
     question_words = {w.text for w in words(question)}
     runs = entities(text, ws, question_words)
@@ -126,7 +148,7 @@ def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, i
         return None
     lead = spans[sentence_at(spans, ws[runs[0][0]].start)]
     cues = (role_cues(question), passive_cues(question))
-    ranked = [(_strength(text, ws, r, cues, lead), k, r) for k, r in enumerate(runs)
+    ranked = [(_strength(text, ws, r, cues, lead, emphasis, question_words), k, r) for k, r in enumerate(runs)
               if not is_negated(text, ws[r[0]].start, ws[r[1]].end)]
     if not ranked:
         return None
@@ -157,7 +179,9 @@ def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words
         hits, _ = covers(inside, j, item)
         if _topic(w, question_words, set(item.tokens)):
             hits = frozenset()
-        if not hits and w.text not in question_words | TITLES | PARTICLES | _JOINERS:
+        # "Dr. A. P. J. Abdul Kalam" for "Dr. Kalam": a gold with no given name leaves the answer's free
+        surname_ahead = not has_given_name(item) and item.core - 1 not in held
+        if not hits and w.text not in question_words | TITLES | PARTICLES | _JOINERS and not surname_ahead:
             return False
         held |= hits
     middle = {k for k in range(1, item.core - 1) if item.tokens[k] not in PARTICLES}
@@ -168,36 +192,6 @@ def _names_something(gold: GoldText) -> bool:
     """A gold of one name: capitalised first and last words, no digits ("University of Toronto", "De Liefde")."""
     return any(len(items) == 1 and not any(t.isdigit() for t in items[0].tokens) for items in gold.alternatives) \
         and gold.capitalised
-
-
-_NUMBERED = re.compile(r"\b([a-z]+)\s*,?\s*(?:no\.?\s*)?(\d+)\b", re.I)
-
-
-def _other_numbering(text: str, gold_text: str) -> bool:
-    """A gold that numbers its parts ("Season 1 episode 3") answered with another number for one of them
-    ("Season 1, episode 6")."""
-    wanted = {m.group(1).lower(): m.group(2) for m in _NUMBERED.finditer(gold_text)}
-    return any(wanted.get(m.group(1).lower(), m.group(2)) != m.group(2) for m in _NUMBERED.finditer(text))
-
-
-_DESCRIPTION = re.compile(r"^[^.!?\n]*?\b(?:is|was|are|were)\s+(?:an?|the)\s+[a-z]", re.I)
-
-
-def _describes(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> bool:
-    """A gold that is a description ("a bell inside a circle"), answered by the first sentence with the question's
-    subject and another description: "The election symbol of the party was a white flag with a red star"."""
-    if not spans:
-        return False
-    start, end = spans[0]
-    subject = re.split(r"\b(?:is|was|are|were)\b", text[start:end], maxsplit=1)[0]
-    topical = sum(w.text in question_words for w in words(subject)) >= 2
-    return topical and bool(_DESCRIPTION.match(text[start:end]))
-
-
-def _denies_event(text: str, question: str) -> bool:
-    """Denies what the question asks about: "Rugged Lark did not win the title" for "In which years did it win"."""
-    cues = role_cues(question)
-    return any(stem(m) in cues for m in re.findall(r"\b(?:not|never|n't)\s+(?:\w+ly\s+)?([a-z]+)", text))
 
 
 def _loose(text: str, ws: list[Word], first: int, last: int, item: GoldItem, spans: list[tuple[int, int]]) -> bool:
@@ -235,12 +229,13 @@ def _partial(ws: list[Word], run: tuple[int, int], item: GoldItem) -> bool:
                                                 for w in inside)
 
 
-def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, int]], gold_text: str = "") -> Verdict:
+def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, int]], gold_text: str = "",
+               emphasis: str | None = None) -> Verdict:
     question_words = {w.text for w in words(question)}
     refusing = [(s, e) for s, e in spans if is_refusal(text[s:e])]
     region_end = answer_region_end(text, spans, question_words)
     ws = [w for w in words(text) if w.start < region_end and not any(s <= w.start < e for s, e in refusing)]
-    commitment = committed(text, ws, question, spans)
+    commitment = committed(text, ws, question, spans, emphasis)
     # A name is asked for: what the answer commits to decides. Other golds ("Season 7, Episode 20") are looked for.
     named = _names_something(gold)
     for items in gold.alternatives:
@@ -279,9 +274,9 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
     largest = max(len(items) for items in gold.alternatives)
     if largest > 1 and count_contradicts(text, largest):
         return Verdict(INCORRECT, reason="states a different number of items")
-    if _other_numbering(text[:region_end], gold_text):
+    if other_numbering(text[:region_end], gold_text):
         return Verdict(INCORRECT, reason="gives another number for a part of the gold")
-    if denies(text, spans) or _denies_event(text, question):
+    if denies(text, spans) or denies_event(text, question):
         return Verdict(INCORRECT, reason="denies that there is an answer")
     if declines(text, spans, question_words):
         return Verdict(NOT_ATTEMPTED, reason="declines to answer")
@@ -289,8 +284,11 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
         return Verdict(INCORRECT, reason="the gold list is not given")
     if commitment is None and named and _resembles(text, ws, gold, question_words):
         return Verdict(INCORRECT, reason="names something like the gold that is not the gold")
-    if commitment is None and not named and _describes(text, spans, question_words):
+    if commitment is None and not named and describes(text, spans, question_words):
         return Verdict(INCORRECT, reason="describes another answer")
+    gold_words = {t for items in gold.alternatives for item in items for t in item.tokens}
+    if commitment is None and another_answer(text, region_end, emphasis, gold_words, question_words):
+        return Verdict(INCORRECT, reason="emphasises another answer")
     if commitment is None:
         return Verdict(NOT_ATTEMPTED, reason="commits to no answer for the slot")
     if named and any(_partial(ws, commitment, items[0]) for items in gold.alternatives):

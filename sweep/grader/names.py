@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .text import ARTICLES, Word, fold, sentence_at, words
+from .text import ARTICLES, Word, echoes, fold, sentence_at, words
 
 _SMALL_COUNT = ("two three four five six seven eight nine ten eleven twelve").split()
 _COUNT = re.compile(r"(?<![\w.,])(\d{1,2}|" + "|".join(_SMALL_COUNT) + r")\s+(?:children|people|[a-z]+s)\b", re.I)
@@ -14,13 +14,14 @@ _FILLER = ARTICLES | {"of", "and"}
 PARTICLES = frozenset("de van von der den da di du del della la le bin ibn al el y dos das".split())
 TITLES = frozenset("dr doctor prof professor mr mrs ms miss sir dame lord lady saint st president king queen "
                     "prince princess general captain judge justice rev reverend father pope emperor".split())
-# A who-question, or one asking for a person by a noun ("Which tennis player", "the name of the architect").
+# A who-question, or one asking for a person by a noun ("Which tennis player", "the name of the architect",
+# "Name the mission director").
 _PERSON_QUESTION = re.compile(
-    r"\b(?:who|whom|whose)\b|\b(?:which|what|name of the)\s+(?:[\w-]+\s+){0,2}(?:person|people|man|woman|player|"
-    r"actor|actress|artist|painter|sculptor|writer|author|poet|novelist|composer|musician|singer|scientist|"
-    r"physicist|chemist|mathematician|economist|philosopher|politician|president|prime minister|minister|king|"
-    r"queen|emperor|architect|engineer|inventor|director|producer|designer|photographer|journalist|coach|"
-    r"manager|judge|bishop|pope|general|explorer|astronaut|athlete|cricketer|footballer|boxer|wrestler|"
+    r"\b(?:who|whom|whose)\b|\b(?:which|what|name of the|name the)\s+(?:[\w-]+\s+){0,2}(?:person|people|man|"
+    r"woman|player|actor|actress|artist|painter|sculptor|writer|author|poet|novelist|composer|musician|singer|"
+    r"scientist|physicist|chemist|mathematician|economist|philosopher|politician|president|prime minister|"
+    r"minister|king|queen|emperor|architect|engineer|inventor|director|producer|designer|photographer|journalist|"
+    r"coach|manager|judge|bishop|pope|general|explorer|astronaut|athlete|cricketer|footballer|boxer|wrestler|"
     r"chess player|mayor|governor|senator|founder|ceo|professor|student|historian|botanist|zoologist|"
     r"biologist|astronomer|researcher|doctor|surgeon|lawyer|officer|soldier|pilot|chef|dancer|comedian)s?\b",
     re.I)
@@ -85,7 +86,8 @@ def _gold_item(tokens: list[str], optional: list[str], question_words: set[str],
                person: bool) -> GoldItem:
     """Which of the item's words must appear; `optional` words may follow them."""
     own = [k for k, t in enumerate(tokens) if t not in others] or list(range(len(tokens)))
-    distinctive = [k for k in own if tokens[k] not in question_words | SENTENCE_OPENERS] or own
+    distinctive = [k for k in own if tokens[k] not in SENTENCE_OPENERS and not echoes(tokens[k], question_words)] \
+        or own
     if person:
         names = [k for k in distinctive if tokens[k] not in PARTICLES] or distinctive
         required = frozenset({names[-1]}) if names[-1] == len(tokens) - 1 or len(names) == 1 else frozenset(names)
@@ -112,7 +114,8 @@ def _split_items(text: str, person: bool) -> list[tuple[str, str]]:
 
 def parse_text_gold(question: str, gold: str) -> GoldText:
     question_words = {w.text for w in words(question)}
-    person = bool(_PERSON_QUESTION.search(question))
+    # A gold with a personal title ("Dr. Kalam") is a person whatever the question's wording.
+    person = bool(_PERSON_QUESTION.search(question)) or any(w.text in TITLES for w in words(gold)[:1])
     alternatives = []
     spelt = re.split(r"\s*:\s+", re.sub(r"\([^)]*\)", " ", gold))
     for a, alternative in enumerate(spelt):
@@ -180,12 +183,17 @@ def foreign_name(word: Word, items: tuple[GoldItem, ...], question_words: set[st
             and not any(same_token(word.text, t) for item in items for t in item.tokens))
 
 
+def has_given_name(item: GoldItem) -> bool:
+    """The gold person has a name before the surname, not only a title ("Dr. Kalam" has none)."""
+    return any(t not in TITLES | PARTICLES for t in item.tokens[:item.core - 1])
+
+
 def other_given_name(ws: list[Word], first: int, item: GoldItem, items: tuple[GoldItem, ...],
                       spans: list[tuple[int, int]], question_words: set[str]) -> bool:
     """A person found by surname alone, right after a capitalised word that is not theirs ("Takeshi Sugeno")."""
     covered, _ = covers(ws, first, item)
     surname = item.core - 1
-    if not item.person or first == 0 or covered != {surname} or item.core < 2:
+    if not item.person or first == 0 or covered != {surname} or not has_given_name(item):
         return False
     before = ws[first - 1]
     same_sentence = sentence_at(spans, before.start) == sentence_at(spans, ws[first].start)

@@ -128,9 +128,10 @@ def _decades(text: str, gold: GoldNumber | GoldRange) -> list[Candidate]:
                       ("decade", m.group(1))) for m in re.finditer(r"(?<![\w.])(\d{3}0)'?s\b", text)]
 
 
-def date_candidates(text: str, question: str, gold: GoldDate) -> list[Candidate]:
-    """Date mentions as precise as the gold (or, if the text has none, less precise ones), those restating the
-    question left out: a bare year mentioned in passing does not hide the full date after it."""
+def date_candidates(text: str, question: str, gold: GoldDate, any_precision: bool = False) -> list[Candidate]:
+    """Date mentions as precise as the gold (or, if the text has none, less precise ones; or all, with
+    `any_precision`), those restating the question left out: a bare year mentioned in passing does not hide the
+    full date after it."""
     asked = {r for m in date_mentions(question) for r in m.readings}
     asked |= {(int(n.value), None, None) for n in numbers(question) if n.year_like}
     dates = date_mentions(text)
@@ -139,7 +140,7 @@ def date_candidates(text: str, question: str, gold: GoldDate) -> list[Candidate]
     candidates = [c for c in candidates if not set(c.key) <= asked or c.status == EQUAL]
     precision = sum(p is not None for p in gold.parts)
     precise = [c for c in candidates if max(sum(p is not None for p in r) for r in c.key) >= precision]
-    return precise or candidates
+    return candidates if any_precision else precise or candidates
 
 
 def _several(text: str, candidates: list[Candidate], spans: list[tuple[int, int]]) -> bool:
@@ -179,8 +180,10 @@ def _contradicted(text: str, first: Candidate, live: list[Candidate], spans: lis
                and _CONTRAST.search(text, first.end, c.start) for c in live)
 
 
-def grade_slot(text: str, question: str, candidates: list[Candidate], spans: list[tuple[int, int]]) -> Verdict:
-    """Grade a number or date answer from its candidates (refusing sentences already left out)."""
+def grade_slot(text: str, question: str, candidates: list[Candidate], spans: list[tuple[int, int]],
+               rivals: list[Candidate] | None = None) -> Verdict:
+    """Grade a number or date answer from its candidates (refusing sentences already left out); `rivals` (the
+    candidates by default) may contradict it after a contrast, a coarser date too ("though his birth year is 1881")."""
     negated = [c for c in candidates if is_negated(text, c.start, c.end)]
     live = in_role(text, question, [c for c in candidates if c not in negated])
     if any(c.status == EQUAL for c in negated):
@@ -200,7 +203,7 @@ def grade_slot(text: str, question: str, candidates: list[Candidate], spans: lis
         return Verdict(INCORRECT, reason="offers an alternative answer")
     if is_retracted(text, first.end, spans, lambda pos: any(c.status == EQUAL and c.start >= pos for c in live)):
         return Verdict(INCORRECT, reason="the answer is retracted")
-    if _contradicted(text, first, live, spans):
+    if _contradicted(text, first, live if rivals is None else rivals, spans):
         return Verdict(INCORRECT, reason="contradicted later in the sentence")
     hedged = first.approximate or is_hedged(text[:spans[sentence_at(spans, first.start)][1]])
     return Verdict(CORRECT, hedged, "the committed answer matches")

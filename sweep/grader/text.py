@@ -46,6 +46,19 @@ def words(text: str) -> list[Word]:
     return [w for w in found if w.text]
 
 
+def echoes(word: str, others: set[str]) -> bool:
+    """`word` (folded) is one of `others` or another form of one: "diagnosis" of "diagnosed", "Painting" of
+    "Painted" (a shared start of five letters or more, missing at most three of the shorter word's)."""
+    return word in others or any(_shared_start(word, o) >= max(5, min(len(word), len(o)) - 3) for o in others)
+
+
+def _shared_start(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
 ARTICLES = frozenset({"a", "an", "the"})
 
 

@@ -1,0 +1,81 @@
+"""The grader's commitment rows (issue 14): the grade follows the name a response commits to for the question's
+slot, not every mention. Rows of tests/test_grader.py's table: (rule, question, gold, predicted, expected)."""
+
+from sweep.grader import CORRECT as C
+from sweep.grader import INCORRECT as I
+from sweep.grader import NOT_ATTEMPTED as NA
+
+COMMIT_CASES = [
+    ("commit", "What is the capital of Australia?", "Canberra",
+     "Melbourne. Canberra was chosen later as a compromise.", I),  # another answer leads, the gold after it
+    ("commit", "Which university did she attend?", "University of Toronto",
+     "McGill University, near the University of Toronto campus.", I),
+    ("commit", "Who wrote The Master and Margarita?", "Mikhail Bulgakov",
+     "Anton Chekhov, whose friend Bulgakov admired him, wrote it.", I),
+    ("commit", "Who was the 41st president of the United States?", "George H. W. Bush",
+     "George W. Bush was the 41st president.", I),  # part of the gold's middle names: another person
+    ("commit", "Who appointed the Chief Justice of India, Mirza Hameedullah Beg, in 1977?", "Fakhruddin Ali Ahmed",
+     "Mirza Hamed Beg, the 19th President of India, appointed the Chief Justice of India, Shaukat Ali Ahmed, on "
+     "11 January 1977.", I),  # a name sharing two of the gold's words is not the gold
+    ("commit", "Who won the match?", "Michio Sugeno", "Lotfi Zadeh won. Michio Sugeno came second.", I),
+    ("commit", "Who directed the film?", "Steven Spielberg",
+     "The film was directed by George Lucas and produced by Steven Spielberg.", I),
+    ("commit", "Who directed the film?", "Steven Spielberg",
+     "The film was produced by George Lucas and directed by Steven Spielberg.", C),  # a producer: another role
+    ("commit", "Who directed the film?", "Steven Spielberg", "The answer is Steven Spielberg.", C),
+    ("commit", "Which tennis player won the 2011 Wimbledon men's singles title?", "Novak Djokovic",
+     "Djokovic beat Federer in the final.", C),  # a surname is enough for a person
+    # a bolded phrase is an answer position (unbolded, "the shop of X" is none); a bolded label or several
+    # bolded phrases in a line are not
+    ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
+     "It was sold from the shop of **Giovanni Pitti** in Florence.", I),
+    ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
+     "It was sold from the shop of Giovanni Pitti in Florence.", NA),
+    ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
+     "It was sold from the shop of **Fedele Acciai** in Florence.", C),
+    ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
+     "**Explanation:** it was sold from the shop of Giovanni Pitti in Florence.", NA),
+    ("commit", "From which dealer did the city buy the painting?", "Fedele Acciai",
+     "It was sold from a shop in **Rome**, **Florence** or **Siena**.", NA),
+    # a gold with a title and no given name ("Dr. Kalam") leaves the answer's given names free
+    ("commit", "Name the mission director of the launch.", "Dr. Kalam",
+     "The mission director was Dr. A. P. J. Abdul Kalam.", C),
+    ("commit", "Name the mission director of the launch.", "Dr. Kalam", "The mission director was Dr. Kalam Singh.", I),
+    ("commit", "What is the title of her doctoral thesis?", "Studies on coral growth",
+     'The title of her doctoral thesis is "The Role of Trade in the Ancient World".', I),  # a quoted title after "is"
+    ("commit", "What is the name of the smallest known exoplanet?", "Gliese 367 b",
+     "The smallest exoplanet, Kepler Minor, is close to Earth.", I),  # an appositive after the question's noun
+    ("commit", "What is the name of the smallest known exoplanet?", "Gliese 367 b",
+     "The smallest exoplanet, Gliese 367 b, is close to Earth.", C),
+    # another form of a question's word is its topic: not required of the gold, no answer of the response's
+    ("commit", "What disease was she diagnosed with?", "multiple sclerosis diagnosis",
+     "She was diagnosed with multiple sclerosis in 1990.", C),
+    ("commit", "Who died in the Painted Cave Fire?", "Andrea Lang Gurka", "Painting is a form of art.", NA),
+    # capitalised words that name no answer: the question's acronym spelt out, a loop, a field label
+    ("commit", "Which player won the Purple Cap in IPL 2022?", "Yuzvendra Chahal",
+     "In 2022 the Indian team won the Indian Premier League.", NA),
+    ("commit", "Which team won the cup in 1922?", "Stoke Ladies", "Orientalia Orientalia Orientalia Orientalia", NA),
+    ("commit", "Where is the capital?", "Lilongwe", "Latitude: 13° S\nLongitude: 34° E", NA),
+    # a bolded phrase that is not a name but holds a word neither the gold's nor the question's
+    ("commit", "What type of eclipse occurred on August 28, 1802?", "Annular solar eclipse",
+     "The eclipse of August 28, 1802 was a **total solar eclipse**.", I),
+    ("commit", "What type of eclipse occurred on August 28, 1802?", "Annular solar eclipse",
+     "It was an **annular solar eclipse**.", C),
+    ("commit", "Who was the lead programmer?", "Anita Sandoval", "The lead programmer is **[Name redacted]**.", NA),
+    ("commit", "What profession did his father have?", "Architect", "His father was a **lawyer**.", I),
+    ("commit", "What profession did his father have?", "Architect", "**The sources never say what he did.**", NA),
+    ("commit", "Who won the gold medal in men's foil?", "Andrea Borella", "The first games were held in **1991**.", NA),
+    ("commit", "What is the name of the ship?", "Michio Sugeno", "Sugeno.", NA),  # part of a name that is no person
+    ("commit", "Who received the award in 2010?", "Michio Sugeno", "The award went to none other than Michio "
+     "Sugeno.", C),
+    ("commit", "Who received the award in 2010?", "Michio Sugeno",
+     "The award is given every year to a researcher who has advanced the field.", NA),  # nothing committed
+    ("commit", "Who received the Jerlov Award in 2018?", "Annick Bricaud",
+     "The award is given annually. The 2018 award was awarded to Dr. Peter J. Schwartz.", I),
+    ("commit", "What is the name of the fortress used as a lair by the wyrm?", "Bastion of Unborn Souls",
+     "It lairs in the Bastion of Lost Souls.", I),  # a name like the gold that is not the gold
+    ("commit", "Which amateur astronomer was 162 Laurentia named after?", "Joseph Jean Pierre Laurent",
+     "The astronomer named after Laurentia is Laurentia.", NA),  # the question's word is no spelling of the gold
+    ("commit", "What was the name of the ride?", "The Catapult",
+     "Answer: A) The Catapult", C),  # an option letter is no name
+]

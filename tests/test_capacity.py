@@ -79,13 +79,16 @@ def test_the_sweep_starts_with_min_replicas_and_the_rest_join_when_room_appears(
     """Three 1-CPU replicas on 2 CPUs, one of them held elsewhere: with min_replicas=1 the pool starts at once
     with one (all-or-nothing would wait call_timeout_s, then fail); a second joins once a CPU is freed."""
     blocker = ray.util.placement_group([{"CPU": 1}])
-    started = time.monotonic()
-    pool = session("cluster.num_replicas=3", "cluster.min_replicas=1",
-                   "cluster.call_timeout_s=600").pool(build=ZeroCostModel)
-    assert time.monotonic() - started < 60
-    assert len(pool.live()) == 1
-    ray.util.remove_placement_group(blocker)
-    deadline = time.monotonic() + 60
+    try:
+        ray.get(blocker.ready(), timeout=120)
+        started = time.monotonic()
+        pool = session("cluster.num_replicas=3", "cluster.min_replicas=1",
+                       "cluster.call_timeout_s=600").pool(build=ZeroCostModel)
+        assert time.monotonic() - started < 120  # all-or-nothing would wait call_timeout_s (600 s)
+        assert len(pool.live()) == 1
+    finally:  # the module shares one Ray: a CPU left held would starve the tests after this one
+        ray.util.remove_placement_group(blocker)
+    deadline = time.monotonic() + 120
     while len(pool.live()) < 2:
         assert time.monotonic() < deadline, "the waiting replica did not join"
         time.sleep(0.5)
@@ -106,7 +109,7 @@ def test_trials_need_no_cpu_that_replicas_reserve(tmp_path, ray_two_cpus, sessio
     run."""
     cfg = compose(CONF / "smoke.yaml", [])
     held = [ray.util.placement_group([{"CPU": 1}]) for _ in range(2)]
-    ray.get([g.ready() for g in held])
+    ray.get([g.ready() for g in held], timeout=120)  # a CPU still held by an earlier test fails here, not hangs
     request = trial_resources(cfg.cluster)
 
     def trial(config):  # noqa: ANN001, ANN202 - Tune's trainable

@@ -19,11 +19,11 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from sweep.arms import IN_CONTEXT, PROMPT_ONLY, SAMPLED
+from sweep.config import METHODS
 from sweep.judges import CORRECT
 
 from .stats import Interval, holm, mcnemar, paired_scores
 
-METHODS = ("full", "segmented")
 OUTCOMES = {"correct": "CORRECT, non-degenerate", "overlap": "mean gold overlap"}
 ALPHA = 0.05
 EQUAL = 1e-9  # per-prompt overlap changes this small count as no change (overlap is rounded to 4 dp)

@@ -222,6 +222,7 @@ class LiveLogger(tune.Callback):
     def __init__(self, tracker: Tracker, budgets: Mapping[str, int]) -> None:
         self.tracker, self.budgets = tracker, budgets
         self._queue: queue.Queue = queue.Queue()
+        self.cpu_s = 0.0  # the writer thread's CPU seconds, once closed
         self._thread = threading.Thread(target=self._drain, name="mlflow-live", daemon=True)
         self._thread.start()
 
@@ -239,6 +240,12 @@ class LiveLogger(tune.Callback):
         self._thread.join()
 
     def _drain(self) -> None:
+        try:
+            self._write_queued()
+        finally:
+            self.cpu_s = time.thread_time()
+
+    def _write_queued(self) -> None:
         failed = False
         while (item := self._queue.get()) is not None:
             if failed:

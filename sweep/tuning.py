@@ -14,9 +14,13 @@ Pure Python, Optuna and Ray: trial workers never import torch.
 
 from __future__ import annotations
 
+import os
 import pickle
+import time
 import zlib
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +156,21 @@ def latest_payloads(state_dir: Path, rows_only: bool = False) -> dict[str, Paylo
     return latest
 
 
+class CpuClock:
+    """CPU seconds of the calling thread per component (the orchestration bench's cost table)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, component: str) -> Iterator[None]:
+        started = time.thread_time()
+        try:
+            yield
+        finally:
+            self.seconds[component] += time.thread_time() - started
+
+
 def run_shard(config: dict[str, Any], settings: StudySettings, replicas: list) -> None:
     """Tune function trainable for one shard: `config["shard"]` = {"studies": [key, ...], "replica": index}."""
     keys, first_replica = config["shard"]["studies"], config["shard"]["replica"]
@@ -159,19 +178,26 @@ def run_shard(config: dict[str, Any], settings: StudySettings, replicas: list) -
     saved = read_states(path)
     states = {k: saved.get(k) or new_state(settings.seed, parse_key(k)[0], arm_by_name(parse_key(k)[1]))
               for k in keys}
+    clock = CpuClock()
     while True:
-        asked = _ask_round(states, settings)
+        with clock("optuna"):
+            asked = _ask_round(states, settings)
         if not asked:
             return
-        outputs = _call(replicas, first_replica, settings, [request for _, _, request in asked])
-        rows = [_tell(states[key], key, trial, request.vector, out, settings)
-                for (key, trial, request), out in zip(asked, outputs)]
-        write_states(path, states)
+        with clock("replica_call"):
+            outputs = _call(replicas, first_replica, settings, [request for _, _, request in asked])
+        with clock("optuna"):
+            rows = [_tell(states[key], key, trial, request.vector, out, settings)
+                    for (key, trial, request), out in zip(asked, outputs)]
+        with clock("state_write"):
+            write_states(path, states)
         told = {study_key(row["prompt_id"], row["method"]) for row in rows}
         # Small results: Tune keeps the last one of every trial in its experiment state.
-        tune.report({"trials_done": len(rows), "state_file": str(path),
-                     "objectives": {k: max(r["objective"] for r in states[k].rows) for k in keys if states[k].rows},
-                     "finished": sorted(k for k in told if finished(k, states[k].rows, settings.trials))})
+        with clock("tune_report"):
+            tune.report({"trials_done": len(rows), "state_file": str(path),
+                         "objectives": {k: max(r["objective"] for r in states[k].rows) for k in keys if states[k].rows},
+                         "finished": sorted(k for k in told if finished(k, states[k].rows, settings.trials)),
+                         "cpu": dict(clock.seconds), "pid": os.getpid(), "process_cpu_s": time.process_time()})
 
 
 def _ask_round(states: dict[str, StudyState], settings: StudySettings) -> list[tuple[str, optuna.Trial, SteerRequest]]:

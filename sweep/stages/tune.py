@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import time
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,11 +39,15 @@ class ShardProgress(tune.Callback):
 
     def __init__(self, progress: Progress, best: dict[str, float]) -> None:
         self.progress, self.best = progress, best
+        self.shard_cpu: dict[str, dict[str, float]] = {}  # Tune trial -> its CPU seconds per component so far
+        self.process_cpu: dict[int, float] = {}  # trial actor's pid -> its process CPU seconds so far
 
     def __getstate__(self) -> dict:
         return {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
+        self.shard_cpu[trial.trial_id] = result["cpu"]
+        self.process_cpu[result["pid"]] = max(self.process_cpu.get(result["pid"], 0.0), result["process_cpu_s"])
         self.best.update(result["objectives"])
         self.progress.update(result["trials_done"], f"best mean objective {statistics.fmean(self.best.values()):.3f}")
 
@@ -67,7 +73,10 @@ def mismatch_map(cfg: SweepConfig, prompt_ids: list[int]) -> dict[int, int]:
     return derangement(prompt_ids, cfg.seed)
 
 
-def tune_stage(session: Session) -> None:
+def tune_stage(session: Session) -> dict[str, float]:
+    """Runs the stage; returns the CPU seconds it spent per component and process (the orchestration bench's
+    table): `actors.COMPONENT` in Tune trial actors, `actor_processes` their processes' total, `driver.mlflow`
+    and `driver.parquet` in the driver."""
     cfg, run = session.cfg, session.run
     prompt_ids = [r["prompt_id"] for r in read_rows(run.table("prompts"))]
     arms = sweep_arms(list(cfg.search.methods), list(cfg.controls))
@@ -79,14 +88,17 @@ def tune_stage(session: Session) -> None:
     todo = [k for k in keys if not finished(k, payloads[k][1] if k in payloads else None, cfg.search.trials)]
     if not todo:
         _write_results(run, keys, cfg.search.trials)
-        return
+        return {}
     live = LiveLogger(session.tracker, budgets)
     try:
-        _run_shards(session, study_settings(session, mismatch), todo, payloads, budgets, live)
+        costs = _run_shards(session, study_settings(session, mismatch), todo, payloads, budgets, live)
         del payloads
+        started = time.thread_time()
         _write_results(run, keys, cfg.search.trials)
+        costs["driver.parquet"] = time.thread_time() - started
     finally:
         live.close()  # the results are out first; then MLflow's live thread drains before anything else writes
+    return {**costs, "driver.mlflow": live.cpu_s}
 
 
 def regroup(state_dir: Path, todo: Sequence[str], size: int, payloads: dict[str, Payload]) -> list[list[str]]:
@@ -102,7 +114,7 @@ def regroup(state_dir: Path, todo: Sequence[str], size: int, payloads: dict[str,
 
 
 def _run_shards(session: Session, settings: StudySettings, todo: list[str], payloads: dict[str, Payload],
-                budgets: dict[str, int], live: LiveLogger) -> None:
+                budgets: dict[str, int], live: LiveLogger) -> dict[str, float]:
     cfg, run = session.cfg, session.run
     shards = regroup(run.tune_state, todo, max(1, cfg.cluster.max_batch // cfg.search.in_flight), payloads)
     replicas = session.replicas
@@ -116,6 +128,7 @@ def _run_shards(session: Session, settings: StudySettings, todo: list[str], payl
              "s" * (len(shards) > 1), len(shards[0]), attempt)
     with Progress("tune", total, "trials") as progress:
         progress.update(done)
+        shard_progress = ShardProgress(progress, best)
         tuner = tune.Tuner(
             trainable,
             param_space={"shard": tune.grid_search([{"studies": s, "replica": i % len(replicas)}
@@ -125,8 +138,14 @@ def _run_shards(session: Session, settings: StudySettings, todo: list[str], payl
             run_config=tune.RunConfig(
                 name=f"attempt-{attempt}", storage_path=str(run.tune_storage.resolve()),
                 verbose=1 if session.verbose else 0, failure_config=tune.FailureConfig(max_failures=2),
-                callbacks=[ShardProgress(progress, best), live]))
+                callbacks=[shard_progress, live]))
         tuner.fit()
+    costs: dict[str, float] = defaultdict(float)
+    for shard in shard_progress.shard_cpu.values():
+        for component, seconds in shard.items():
+            costs[f"actors.{component}"] += seconds
+    costs["actor_processes"] = sum(shard_progress.process_cpu.values())
+    return costs
 
 
 def _write_results(run: RunDir, keys: list[str], trials: int) -> None:

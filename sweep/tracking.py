@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import queue
-import threading
+import resource
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlite3
 
@@ -30,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .rundir import write_text_atomic
-from .tuning import parse_key, read_payloads, study_key, trial_params
+from .tuning import parse_key, read_shard, study_key, trial_params
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class Tracker:
     """The MLflow side of one run directory."""
 
     def __init__(self, uri: str, experiment: str, sweep_id: str, run_dir: Path, ids_file: Path) -> None:
+        self.args = (uri, experiment, sweep_id, run_dir, ids_file)  # another process's Tracker of this store
         self.uri, self.client = uri, MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         # A SQLite store would put artifacts under ./mlruns of whatever folder the command runs in; keep them
@@ -125,6 +129,10 @@ class Tracker:
             steps = int(tags.get(STEPS_TAG, 0)) if finished else self._logged_steps(run.info.run_id)
             children[key] = Child(run.info.run_id, steps, finished, "final.composite" in run.data.metrics)
         return children
+
+    def refresh(self) -> None:
+        """Re-read the children, after another process (the live writer) has logged some."""
+        self.children = self._children()
 
     def _logged_steps(self, run_id: str) -> int:
         """1 + the last trial whose metrics are in the store (a trial's metrics are written in one call)."""
@@ -215,47 +223,84 @@ class Tracker:
 
 class LiveLogger(tune.Callback):
     """Logs each study to MLflow when its shard reports it finished (reading its rows from the shard's state
-    file), on a background thread, so Tune's driver loop never waits on the tracking store. A tracking outage only warns: Parquet is the record, and the
-    command's final sync catches up. Tune pickles its callbacks with the experiment: the tracker and thread
-    stay out of the pickle."""
+    file), from a child process at the lowest CPU priority: MLflow's client costs milliseconds of CPU per study,
+    more than everything else a trial costs together, and in the driver it would hold the GIL that Tune's
+    controller needs. So it logs what idle CPU allows, never slowing the trials; what it has not logged when
+    the tune stage ends is synced from the Parquet files by the command's final sync, and the stage says how
+    much that is. A tracking outage only warns. Tune pickles its callbacks with the experiment: the process and
+    its queue stay out of the pickle."""
 
     def __init__(self, tracker: Tracker, budgets: Mapping[str, int]) -> None:
-        self.tracker, self.budgets = tracker, budgets
-        self._queue: queue.Queue = queue.Queue()
-        self.cpu_s = 0.0  # the writer thread's CPU seconds, once closed
-        self._thread = threading.Thread(target=self._drain, name="mlflow-live", daemon=True)
-        self._thread.start()
+        self.tracker = tracker
+        context = multiprocessing.get_context("spawn")
+        self._queue, self._result = context.Queue(), context.Queue()
+        self._queued = 0
+        self.cpu_s, self.logged = 0.0, 0  # the writer's CPU seconds and studies logged, once closed
+        self._process = context.Process(target=_write_live, name="mlflow-live", daemon=True,
+                                        args=(tracker.args, dict(budgets), self._queue, self._result))
+        self._process.start()
 
     def __getstate__(self) -> dict:
         return {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
         if result.get("finished"):
-            self._queue.put((Path(result["state_file"]), result["finished"]))
+            self._queue.put((result["state_file"], result["finished"]))
+            self._queued += len(result["finished"])
 
     def close(self) -> None:
-        """Wait until everything queued is written (or dropped after a failure): then the final sync is the
-        only writer."""
+        """Give the writer LIVE_CLOSE_S to write what is queued, then stop it (the final sync does the rest): the
+        final sync is the only writer after this, and its tracker re-reads what the writer logged. A writer
+        stopped mid-study is the case of a killed driver, which the tracker handles (steps from the metric
+        history)."""
         self._queue.put(None)
-        self._thread.join()
-
-    def _drain(self) -> None:
         try:
-            self._write_queued()
-        finally:
-            self.cpu_s = time.thread_time()
+            self.cpu_s, self.logged = self._result.get(timeout=LIVE_CLOSE_S)
+        except queue.Empty:
+            log.info("MLflow's live writer is behind after %d s; the final sync takes over", LIVE_CLOSE_S)
 
-    def _write_queued(self) -> None:
-        failed = False
-        while (item := self._queue.get()) is not None:
-            if failed:
-                continue  # each failed call can wait through MLflow's retries; the final sync catches up
-            state_file, keys = item
-            try:
-                payloads = read_payloads(state_file)
-                for key in keys:
-                    self.tracker.log_study(key, payloads[key][1], self.budgets[key])
-            except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
-                failed = True
-                log.warning("MLflow live logging stopped at %s (%s); the end of the command syncs from Parquet",
-                            state_file.name, str(err).splitlines()[0][:300])
+        reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._process.join(timeout=1)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+            now = resource.getrusage(resource.RUSAGE_CHILDREN)  # the killed writer's CPU, now that it is reaped
+            self.cpu_s = now.ru_utime + now.ru_stime - reaped.ru_utime - reaped.ru_stime
+        if self.logged < self._queued:
+            log.info("MLflow: %d of %d finished studies were logged live; the rest are synced from the Parquet "
+                     "files now", self.logged, self._queued)
+        self.tracker.refresh()
+
+
+LIVE_CLOSE_S = 30  # most seconds the tune stage waits for MLflow's live writer to drain its queue
+
+
+def _write_live(tracker_args: tuple, budgets: dict[str, int], jobs: Any, result: Any) -> None:
+    """The live writer's process: studies as their shards finish them, until None; gives back its CPU seconds
+    and the studies it logged. Leaves when the driver is gone."""
+    os.nice(19)
+    logged, failed, parent = 0, False, os.getppid()
+    tracker = None
+    while True:
+        try:
+            item = jobs.get(timeout=5)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return
+            continue
+        if item is None:
+            break
+        if failed:
+            continue  # each failed call can wait through MLflow's retries; the final sync catches up
+        state_file, keys = item
+        try:
+            tracker = tracker or Tracker(*tracker_args)
+            rows = read_shard(Path(state_file))
+            for key in keys:
+                tracker.log_study(key, rows[key], budgets[key])
+                logged += 1
+        except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
+            failed = True
+            log.warning("MLflow live logging stopped at %s (%s); the end of the command syncs from Parquet",
+                        Path(state_file).name, str(err).splitlines()[0][:300])
+    result.put((time.process_time(), logged))

@@ -67,7 +67,7 @@ def replicas_cpu_s(replicas: list) -> float:
 def component_costs(costs: dict[str, float], driver_s: float, replicas_s: float, trials: int) -> dict[str, dict]:
     """CPU microseconds per trial of each component, with the process that pays it."""
     actor_parts = {k.removeprefix("actors."): v for k, v in costs.items() if k.startswith("actors.")}
-    driver_parts = {"mlflow_writer": costs.get("driver.mlflow", 0.0), "parquet": costs.get("driver.parquet", 0.0)}
+    driver_parts = {"parquet": costs.get("driver.parquet", 0.0)}
     rows = {
         "optuna_ask_tell": ("Tune trial actors", actor_parts.get("optuna", 0.0)),
         "study_state_writes": ("Tune trial actors", actor_parts.get("state_write", 0.0)),
@@ -75,7 +75,7 @@ def component_costs(costs: dict[str, float], driver_s: float, replicas_s: float,
         "tune_report": ("Tune trial actors", actor_parts.get("tune_report", 0.0)),
         "actor_rest": ("Tune trial actors", costs.get("actor_processes", 0.0) - sum(actor_parts.values())),
         "tune_controller_and_results": ("driver", driver_s - sum(driver_parts.values())),
-        "mlflow_writer": ("driver", driver_parts["mlflow_writer"]),
+        "mlflow_live_writer": ("MLflow writer (nice 19)", costs.get("mlflow.live", 0.0)),
         "parquet": ("driver", driver_parts["parquet"]),
         "replica_call_callee": ("replicas", replicas_s),
     }

@@ -21,7 +21,7 @@ from sweep.config import compose, resolve_paths
 from sweep.errors import SweepError
 from sweep.orchestration import ZeroCostModel, write_synthetic_run
 from sweep.rundir import RunDir
-from sweep.session import Session
+from sweep.session import NAMESPACE, Session
 from sweep.stages import tune as tune_module
 from sweep.stages.tune import tune_stage
 from sweep.stages.vectors import save_tensors
@@ -70,20 +70,33 @@ def make_run(root: Path, prompts: int, *overrides: str) -> tuple:
     return cfg, run
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module's sweeps (each start costs seconds, and minutes on a busy machine)."""
+    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
 def run_tune(cfg, run: RunDir, build) -> float:  # noqa: ANN001 - a SweepConfig and a model factory
+    """The tune stage on the module's Ray; the replicas and MLflow runs are closed after it, Ray stays."""
     session = Session(cfg, run)
+    ok = False
     try:
         session.pool(build=build)
         started = time.perf_counter()
         tune_stage(session)
+        ok = True
         return time.perf_counter() - started
     finally:
-        session.close(True)
+        session.release()
+        session.tracker.close(ok)
 
 
 @pytest.mark.slow
 @pytest.mark.faults
-def test_a_frozen_replica_costs_its_deadline_not_the_call_timeout(tmp_path):
+def test_a_frozen_replica_costs_its_deadline_not_the_call_timeout(tmp_path, local_ray):
     cfg, run = make_run(tmp_path / "run", 4, "cluster.num_replicas=2", "cluster.attempt_floor_s=2",
                         "cluster.call_timeout_s=900")
     seconds = run_tune(cfg, run, FrozenFirstReplica)
@@ -98,7 +111,7 @@ def batches(log: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.faults
-def test_a_resumed_sweep_sends_the_uninterrupted_runs_batches(tmp_path):
+def test_a_resumed_sweep_sends_the_uninterrupted_runs_batches(tmp_path, local_ray):
     import functools
 
     straight, resumed = tmp_path / "straight.jsonl", tmp_path / "resumed.jsonl"

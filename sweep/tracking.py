@@ -254,25 +254,24 @@ class LiveLogger(tune.Callback):
         stopped mid-study is the case of a killed driver, which the tracker handles (steps from the metric
         history)."""
         self._queue.put(None)
+        # What a stopped writer leaves in the queue is dropped: its feeder thread would otherwise block this
+        # process's exit on a pipe nobody reads.
+        self._queue.cancel_join_thread()
         try:
             self.cpu_s, self.logged = self._result.get(timeout=LIVE_CLOSE_S)
         except queue.Empty:
-            log.info("MLflow's live writer is behind after %d s; the final sync takes over", LIVE_CLOSE_S)
-
-        reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self._process.join(timeout=1)
-        if self._process.is_alive():
+            reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
             self._process.kill()
             self._process.join()
-            now = resource.getrusage(resource.RUSAGE_CHILDREN)  # the killed writer's CPU, now that it is reaped
+            now = resource.getrusage(resource.RUSAGE_CHILDREN)  # the stopped writer's CPU, now that it is reaped
             self.cpu_s = now.ru_utime + now.ru_stime - reaped.ru_utime - reaped.ru_stime
-        if self.logged < self._queued:
-            log.info("MLflow: %d of %d finished studies were logged live; the rest are synced from the Parquet "
-                     "files now", self.logged, self._queued)
+            log.info("MLflow: %d finished studies were queued for live logging, and the writer was behind; the "
+                     "final sync logs the rest from the Parquet files", self._queued)
+        self._process.join(timeout=5)
         self.tracker.refresh()
 
 
-LIVE_CLOSE_S = 30  # most seconds the tune stage waits for MLflow's live writer to drain its queue
+LIVE_CLOSE_S = 5  # most seconds the tune stage waits for MLflow's live writer to drain its queue
 
 
 def _write_live(tracker_args: tuple, budgets: dict[str, int], jobs: Any, result: Any) -> None:

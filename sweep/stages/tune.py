@@ -16,8 +16,10 @@ import logging
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import ray
 from ray import tune
@@ -104,7 +106,7 @@ def tune_stage(session: Session) -> dict[str, float]:
         _write_results(run, keys, cfg.search.trials)
         costs["driver.parquet"] = time.thread_time() - started
     finally:
-        live.close()  # the results are out first; then MLflow's live thread drains before anything else writes
+        live.close()  # the results are out first; then MLflow's live writer stops before anything else writes
     return {**costs, "mlflow.live": live.cpu_s}
 
 
@@ -143,7 +145,7 @@ def _run_shards(session: Session, settings: StudySettings, shards: list[list[str
         {"cpu": cfg.cluster.trial_cpus})
     log.info("tune: %d shard%s of up to %d studies with a study left (attempt %d)", len(shards),
              "s" * (len(shards) > 1), len(shards[0]), attempt)
-    with Progress("tune", total, "trials") as progress:
+    with Progress("tune", total, "trials") as progress, _killed_after(dispatcher):
         progress.update(done)
         shard_progress = ShardProgress(progress, best)
         tuner = tune.Tuner(
@@ -156,13 +158,20 @@ def _run_shards(session: Session, settings: StudySettings, shards: list[list[str
                 verbose=1 if session.verbose else 0, failure_config=tune.FailureConfig(max_failures=2),
                 callbacks=[shard_progress, live]))
         tuner.fit()
-    ray.kill(dispatcher)
     costs: dict[str, float] = defaultdict(float)
     for shard in shard_progress.shard_cpu.values():
         for component, seconds in shard.items():
             costs[f"actors.{component}"] += seconds
     costs["actor_processes"] = sum(shard_progress.process_cpu.values())
     return costs
+
+
+@contextmanager
+def _killed_after(actor: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        ray.kill(actor)
 
 
 def _write_results(run: RunDir, keys: list[str], trials: int) -> None:

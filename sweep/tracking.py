@@ -82,7 +82,7 @@ class Tracker:
             experiment, artifact_location=location)
         self.sweep_id = sweep_id
         self.parent_id = self._parent(run_dir, ids_file)
-        self.children = self._children()
+        self._known: dict[str, Child] | None = self._children()
 
     def _parent(self, run_dir: Path, ids_file: Path) -> str:
         """The parent run saved in the run directory for this store; else one tagged with this directory and
@@ -130,9 +130,17 @@ class Tracker:
             children[key] = Child(run.info.run_id, steps, finished, "final.composite" in run.data.metrics)
         return children
 
-    def refresh(self) -> None:
-        """Re-read the children, after another process (the live writer) has logged some."""
-        self.children = self._children()
+    @property
+    def children(self) -> dict[str, Child]:
+        """The parent's child runs by study; read again on first use after `forget_children`."""
+        if self._known is None:
+            self._known = self._children()
+        return self._known
+
+    def forget_children(self) -> None:
+        """Another process (the live writer) has logged children: read them again when next needed (not now:
+        the store may be unreachable, and only the guarded final sync may find that out)."""
+        self._known = None
 
     def _logged_steps(self, run_id: str) -> int:
         """1 + the last trial whose metrics are in the store (a trial's metrics are written in one call)."""
@@ -268,7 +276,7 @@ class LiveLogger(tune.Callback):
             log.info("MLflow: %d finished studies were queued for live logging, and the writer was behind; the "
                      "final sync logs the rest from the Parquet files", self._queued)
         self._process.join(timeout=5)
-        self.tracker.refresh()
+        self.tracker.forget_children()
 
 
 LIVE_CLOSE_S = 5  # most seconds the tune stage waits for MLflow's live writer to drain its queue

@@ -142,6 +142,10 @@ class ClusterConfig:
     # such batch per round, so batch composition is fixed by the config, never by timing.
     max_batch: int = 16
     call_timeout_s: float = 1800.0
+    # A batch not answered within max(attempt_floor_s, attempt_factor x its expected time, from the median
+    # seconds per trial of recent batches) goes to another replica (sweep/dispatch.py).
+    attempt_floor_s: float = 300.0
+    attempt_factor: float = 4.0
 
 
 @dataclass

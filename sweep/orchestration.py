@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .arms import sweep_arms
 from .config import SweepConfig, from_yaml, to_yaml
 from .messages import SteeredOutput, SteerRequest, SteerSettings
+from .tuning import budget
 from .rundir import SCHEMAS, RunDir, write_table, write_text_atomic
 
 FIXED_TEXT = "A fixed answer from the zero-cost engine."
@@ -51,6 +53,36 @@ def write_synthetic_run(run: RunDir, questions: list[tuple[str, str]]) -> None:
                                                "rows_read": len(questions), "row_ids": list(range(len(questions)))}))
 
 
+def driver_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def replicas_cpu_s(replicas: list) -> float:
+    import ray
+
+    return sum(stats["process_cpu_s"] for stats in ray.get([r.stats.remote() for r in replicas]))
+
+
+def component_costs(costs: dict[str, float], driver_s: float, replicas_s: float, trials: int) -> dict[str, dict]:
+    """CPU microseconds per trial of each component, with the process that pays it."""
+    actor_parts = {k.removeprefix("actors."): v for k, v in costs.items() if k.startswith("actors.")}
+    driver_parts = {"parquet": costs.get("driver.parquet", 0.0)}
+    rows = {
+        "optuna_ask_tell": ("Tune trial actors", actor_parts.get("optuna", 0.0)),
+        "study_state_writes": ("Tune trial actors", actor_parts.get("state_write", 0.0)),
+        "replica_call_caller": ("Tune trial actors", actor_parts.get("replica_call", 0.0)),
+        "tune_report": ("Tune trial actors", actor_parts.get("tune_report", 0.0)),
+        "actor_rest": ("Tune trial actors", costs.get("actor_processes", 0.0) - sum(actor_parts.values())),
+        "tune_controller_and_results": ("driver", driver_s - sum(driver_parts.values())),
+        "mlflow_live_writer": ("MLflow writer (nice 19)", costs.get("mlflow.live", 0.0)),
+        "parquet": ("driver", driver_parts["parquet"]),
+        "replica_call_callee": ("replicas", replicas_s),
+    }
+    return {name: {"process": process, "us_per_trial": 1e6 * seconds / trials}
+            for name, (process, seconds) in rows.items()}
+
+
 def measure(cfg: SweepConfig, prompts: int, root: Path) -> dict[str, Any]:
     """One size, in this process: the tune stage, the final MLflow sync, then a no-op rerun."""
     import torch
@@ -63,12 +95,16 @@ def measure(cfg: SweepConfig, prompts: int, root: Path) -> dict[str, Any]:
     run = RunDir(root)
     run.prepare(cfg)
     write_synthetic_run(run, [(f"Synthetic question {i}?", f"answer {i}") for i in range(prompts)])
-    save_tensors(run.vectors, {f"gold/{i}": torch.zeros(ZeroCostModel.num_layers, 8) for i in range(prompts)})
+    save_tensors(run.vectors, {f"{kind}/{i}": torch.zeros(ZeroCostModel.num_layers, 8)
+                               for i in range(prompts) for kind in ("gold", "random")})
     session = Session(cfg, run)
-    session.pool(build=ZeroCostModel)
+    replicas = session.pool(build=ZeroCostModel).actors
+    session.tracker  # noqa: B018 - MLflow's parent run is made before the clock starts, as in a real sweep
+    replicas_before, driver_before = replicas_cpu_s(replicas), driver_cpu_s()
     started = time.perf_counter()
-    tune_stage(session)
+    costs = tune_stage(session)
     wall = time.perf_counter() - started
+    driver_s, replicas_s = driver_cpu_s() - driver_before, replicas_cpu_s(replicas) - replicas_before
     started = time.perf_counter()
     sync_tracking(session)
     sync = time.perf_counter() - started
@@ -76,17 +112,18 @@ def measure(cfg: SweepConfig, prompts: int, root: Path) -> dict[str, Any]:
     started = time.perf_counter()
     run_stages(cfg, run.root, ["tune"])
     rerun = time.perf_counter() - started
-    trials = 2 * prompts * cfg.search.trials
-    return {"prompts": prompts, "studies": 2 * prompts, "trials": trials, "wall_s": wall, "trials_per_s": trials / wall,
+    arms = sweep_arms(list(cfg.search.methods), list(cfg.controls))
+    trials = prompts * sum(budget(arm, cfg.search.trials) for arm in arms)
+    return {"prompts": prompts, "studies": len(arms) * prompts, "trials": trials, "wall_s": wall,
+            "trials_per_s": trials / wall,
             "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "run_dir_mb": sum(f.stat().st_size for f in run.root.rglob("*") if f.is_file()) / 2 ** 20,
-            "mlflow_sync_s": sync, "rerun_noop_s": rerun}
+            "mlflow_sync_s": sync, "rerun_noop_s": rerun,
+            "components": component_costs(costs, driver_s, replicas_s, trials)}
 
 
 def run_orchestration_bench(cfg: SweepConfig, prompt_counts: list[int]) -> dict[str, Any]:
-    """Every size in a fresh process, on full-layer and segmented studies without controls."""
-    cfg.controls = []
-    cfg.search.methods = ["full", "segmented"]
+    """Every size in a fresh process, with the config's arms (the defaults: both methods and every control)."""
     cfg.tracking.uri = None  # SQLite in each run directory
     results = []
     for prompts in prompt_counts:
@@ -98,7 +135,28 @@ def run_orchestration_bench(cfg: SweepConfig, prompt_counts: list[int]) -> dict[
             if out.returncode != 0:
                 raise RuntimeError(f"orchestration run at {prompts} prompts failed:\n{out.stderr[-3000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {"orchestration": results}
+    return {"orchestration": results,
+            "projection": [projection(results[-1]["components"], cores) for cores in HEAD_CORES]}
+
+
+# Trials/s one GPU is expected to produce at 100 new tokens (tokens/s / 100). Not measured here (no GPU was lent
+# when this was written): SmolLM2-135M, docs/gpu.md's target for the cached engine on one card (>= 20,000
+# steered tokens/s: a floor); a 2B model, issue 16's estimate for one H100 (~40,000 tokens/s).
+GPU_TRIALS_PER_S = {"SmolLM2-135M": 200.0, "2B model": 400.0}
+HEAD_CORES = (4, 8, 16, 32, 64)
+
+
+def projection(components: dict[str, dict], head_cores: int) -> dict[str, float]:
+    """Trials/s the orchestration sustains on a head node of `head_cores` cores that runs the driver and the
+    Tune trial actors (the replicas' own call overhead is on the GPU nodes), and the GPU count at which it
+    becomes the bottleneck. The driver is one Python process: one core at most, whatever the head has."""
+    per_process: dict[str, float] = {}
+    for row in components.values():
+        per_process[row["process"]] = per_process.get(row["process"], 0.0) + max(row["us_per_trial"], 0.0) / 1e6
+    driver, actors = per_process.get("driver", 0.0), per_process.get("Tune trial actors", 0.0)
+    capacity = min(1 / driver if driver else float("inf"), max(head_cores - 1, 1) / actors if actors else float("inf"))
+    return {"head_cores": head_cores, "trials_per_s": capacity,
+            **{f"gpus_{model}": capacity / rate for model, rate in GPU_TRIALS_PER_S.items()}}
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
@@ -107,6 +165,17 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"{r['prompts']:7d} {r['studies']:8d} {r['trials']:8d} {r['wall_s']:8.1f} {r['trials_per_s']:9.1f} "
                      f"{r['driver_peak_rss_mb']:10.0f} {r['run_dir_mb']:11.1f} {r['mlflow_sync_s']:14.1f} "
                      f"{r['rerun_noop_s']:14.1f}")
+    largest = result["orchestration"][-1]
+    lines += ["", f"CPU per trial at {largest['prompts']} prompts (microseconds), by component and the process that "
+              "pays it:"]
+    lines += [f"  {name:30s} {row['process']:18s} {row['us_per_trial']:9.1f}"
+              for name, row in largest["components"].items()]
+    lines += ["", "Projection: head node cores -> orchestration trials/s -> GPUs it feeds ("
+              + ", ".join(f"{m} at {r:.0f} trials/s per GPU" for m, r in GPU_TRIALS_PER_S.items()) + ")"]
+    for cores in HEAD_CORES:
+        p = projection(largest["components"], cores)
+        lines.append(f"  {cores:3d} cores: {p['trials_per_s']:8.0f} trials/s; "
+                     + ", ".join(f"{m}: {p[f'gpus_{m}']:.1f} GPUs" for m in GPU_TRIALS_PER_S))
     return lines
 
 

@@ -4,6 +4,7 @@ trials, each call one batch exactly as the caller composed it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -56,10 +57,11 @@ class Replica:
 
     async def stats(self) -> dict[str, float]:
         """Seconds spent in steered batches, how many batches and trials (for the sweep-overhead figure), and
-        how often the run's vectors were loaded."""
+        how often the run's vectors were loaded, and the process's CPU seconds (the orchestration bench's cost
+        of a replica call)."""
         sizes = self.model.batch_sizes
         return {"busy_s": self.model.busy_s, "batches": len(sizes), "trials": sum(sizes),
-                "vector_loads": getattr(self.model, "vector_loads", 0)}
+                "vector_loads": getattr(self.model, "vector_loads", 0), "process_cpu_s": time.process_time()}
 
     async def read_probe(self, path: str) -> tuple[str, str | None]:
         """Whether this replica's node sees the run directory (health.check_shared_storage)."""

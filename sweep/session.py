@@ -159,12 +159,16 @@ class Session:
             self.connect_tracker()
         return self._tracker
 
+    def tracker_args(self) -> tuple:
+        """What builds this run's Tracker, here or in another process (MLflow's live writer)."""
+        return (self.tracking_uri, self.cfg.tracking.experiment, fingerprint(self.cfg), self.run.root,
+                self.run.mlflow_ids, self.run.run_id())
+
     def connect_tracker(self) -> Tracker:
         """A Tracker that reads the store afresh (after an outage what it holds may have moved on); the session
         keeps it for the end of the command. Raises while the store cannot be reached."""
         self._tracker = None
-        tracker = Tracker(self.tracking_uri, self.cfg.tracking.experiment, fingerprint(self.cfg), self.run.root,
-                          self.run.mlflow_ids, self.run.run_id())
+        tracker = Tracker(*self.tracker_args())
         tracker.log_config(flatten(self.cfg))
         self._tracker = tracker
         return tracker

@@ -1,8 +1,8 @@
 """MLflow: one parent run per run directory, one child run per study (prompt, arm) with a step per Optuna trial.
 
-One writer: the driver's `Tracker`, used live by a Tune callback on a background thread (each study is logged
-once it finishes) and, after that thread has drained, by `sync` from the Parquet files, which are the source of
-truth. What a run already holds is read in bulk (`search_runs`, a page per 1,000 runs) and kept in tags, so a
+One writer at a time: during the tune stage a `Tracker` in MLflow's live writer (a child process of the driver,
+fed by a Tune callback; each study is logged once it finishes), and after it has stopped the driver's own, by
+`sync` from the Parquet files, which are the source of truth. What a run already holds is read in bulk (`search_runs`, a page per 1,000 runs) and kept in tags, so a
 rerun of a finished sweep writes nothing and reads a few pages. The parent run's id is saved in the run
 directory (mlflow_run.json): a run directory keeps its parent, and two directories with one config never share
 one. A failed command leaves no run RUNNING.
@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import queue
-import threading
+import resource
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlite3
 
@@ -30,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .rundir import write_text_atomic
-from .tuning import parse_key, read_payloads, study_key, trial_params
+from .tuning import parse_key, read_shard, study_key, trial_params
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ class Tracker:
             experiment, artifact_location=location)
         self.sweep_id, self.run_id = sweep_id, run_id
         self.parent_id = self._parent(run_dir, ids_file)
-        self.children = self._children()
+        self._known: dict[str, Child] | None = self._children()
 
     def _parent(self, run_dir: Path, ids_file: Path) -> str:
         """The parent run saved in the run directory for this store; else one tagged with this directory's random
@@ -130,6 +133,13 @@ class Tracker:
             steps = int(tags.get(STEPS_TAG, 0)) if finished else self._logged_steps(run.info.run_id)
             children[key] = Child(run.info.run_id, steps, finished, "final.composite" in run.data.metrics)
         return children
+
+    @property
+    def children(self) -> dict[str, Child]:
+        """The parent's child runs by study, read on first use."""
+        if self._known is None:
+            self._known = self._children()
+        return self._known
 
     def _logged_steps(self, run_id: str) -> int:
         """1 + the last trial whose metrics are in the store (a trial's metrics are written in one call)."""
@@ -220,22 +230,28 @@ class Tracker:
 
 class LiveLogger(tune.Callback):
     """Logs each study to MLflow when its shard reports it finished (reading its rows from the shard's state
-    file), on a background thread, so Tune's driver loop never waits on the tracking store. Tracking never costs
-    a run: the thread connects on its own (an unreachable store at start stops nothing), says once when the store
-    cannot be reached, keeps up to QUEUE_LIMIT finished shards' reports meanwhile and retries every `retry_s`,
-    reconnecting afresh (the store's state is read again); what it drops or never gets to, the command's final
-    sync from Parquet logs. Tune pickles its callbacks with the experiment: the tracker and thread stay out."""
+    file), from a child process at the lowest CPU priority: MLflow's client costs milliseconds of CPU per study,
+    more than everything else a trial costs together, and in the driver it would hold the GIL that Tune's
+    controller needs. So it logs what idle CPU allows, never slowing the trials.
 
-    def __init__(self, connect: Callable[[], Tracker], budgets: Mapping[str, int], retry_s: float = RETRY_S,
+    Tracking never costs a run: the writer connects on its own (an unreachable store at start stops nothing),
+    says once when the store cannot be reached and retries every `retry_s`, reconnecting afresh (the store's
+    state is read again); the driver queues up to `limit` finished shards' reports meanwhile and drops the rest.
+    What is dropped, or not logged when the tune stage ends, the command's final sync logs from the Parquet
+    files. Tune pickles its callbacks with the experiment: the process and its queues stay out of the pickle."""
+
+    def __init__(self, tracker_args: tuple, budgets: Mapping[str, int], retry_s: float = RETRY_S,
                  limit: int = QUEUE_LIMIT) -> None:
-        self.connect, self.budgets, self.retry_s = connect, budgets, retry_s
-        self._tracker: Tracker | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=limit)
-        self._closing = threading.Event()
-        self._down = False
-        self.dropped = 0
-        self._thread = threading.Thread(target=self._drain, name="mlflow-live", daemon=True)
-        self._thread.start()
+        context = multiprocessing.get_context("spawn")
+        self._queue, self._result = context.Queue(maxsize=limit), context.Queue()
+        self._closing = context.Event()
+        self._queued = 0
+        self.dropped = 0  # finished shards' reports not queued (the queue was full)
+        self.cpu_s, self.logged = 0.0, 0  # the writer's CPU seconds and studies logged, once closed
+        self._process = context.Process(target=_write_live, name="mlflow-live", daemon=True,
+                                        args=(tracker_args, dict(budgets), retry_s, self._queue, self._closing,
+                                              self._result))
+        self._process.start()
 
     def __getstate__(self) -> dict:
         return {}
@@ -243,43 +259,75 @@ class LiveLogger(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
         if result.get("finished"):
             try:
-                self._queue.put_nowait((Path(result["state_file"]), result["finished"]))
+                self._queue.put_nowait((result["state_file"], result["finished"]))
+                self._queued += len(result["finished"])
             except queue.Full:
-                self.dropped += 1  # the final sync logs these studies from the Parquet files
+                self.dropped += 1
 
     def close(self) -> None:
-        """Write what is queued while the store answers, then stop (at once while it does not): then the final
-        sync is the only writer."""
+        """Give the writer LIVE_CLOSE_S to write what is queued (while the store answers), then stop it: the final
+        sync is the only writer after this. A writer stopped mid-study is the case of a killed driver, which the
+        tracker handles (steps from the metric history)."""
         self._closing.set()
-        self._thread.join()
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass  # the writer is behind by a full queue: it is stopped below
+        # What a stopped writer leaves in the queue is dropped: its feeder thread would otherwise block this
+        # process's exit on a pipe nobody reads.
+        self._queue.cancel_join_thread()
+        try:
+            self.cpu_s, self.logged = self._result.get(timeout=LIVE_CLOSE_S)
+        except queue.Empty:
+            reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+            self._process.kill()
+            self._process.join()
+            now = resource.getrusage(resource.RUSAGE_CHILDREN)  # the stopped writer's CPU, now that it is reaped
+            self.cpu_s = now.ru_utime + now.ru_stime - reaped.ru_utime - reaped.ru_stime
+            log.info("MLflow: %d finished studies were queued for live logging (%d reports dropped), and the "
+                     "writer was behind; the final sync logs the rest from the Parquet files", self._queued,
+                     self.dropped)
+        self._process.join(timeout=5)
 
-    def _drain(self) -> None:
+
+LIVE_CLOSE_S = 5  # most seconds the tune stage waits for MLflow's live writer to drain its queue
+
+
+def _write_live(tracker_args: tuple, budgets: dict[str, int], retry_s: float, jobs: Any, closing: Any,
+                result: Any) -> None:
+    """The live writer's process: studies as their shards finish them, until None; gives back its CPU seconds
+    and the studies it logged. Leaves when the driver is gone."""
+    os.nice(19)
+    logged, parent, tracker, down = 0, os.getppid(), None, False
+    while True:
+        try:
+            item = jobs.get(timeout=5)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return
+            continue
+        if item is None:
+            break
+        state_file, keys = item
         while True:
             try:
-                item = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                if self._closing.is_set():
+                tracker = tracker or Tracker(*tracker_args)
+                rows = read_shard(Path(state_file))
+                for key in keys:
+                    tracker.log_study(key, rows[key], budgets[key])
+                logged += len(keys)
+                break
+            except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
+                tracker = None  # reconnect afresh: what the store holds may have moved on
+                if not down:
+                    down = True
+                    log.warning("MLflow cannot be reached (%s); the sweep goes on, live logging retries every "
+                                "%.0f s, and the end of the command syncs from Parquet",
+                                str(err).splitlines()[0][:300], retry_s)
+                if closing.wait(retry_s):
+                    result.put((time.process_time(), logged))
                     return
-                continue
-            while not self._log(*item):
-                if self._closing.wait(self.retry_s):
-                    return
-
-    def _log(self, state_file: Path, keys: Sequence[str]) -> bool:
-        try:
-            self._tracker = self._tracker or self.connect()
-            payloads = read_payloads(state_file)
-            for key in keys:
-                self._tracker.log_study(key, payloads[key][1], self.budgets[key])
-        except Exception as err:  # noqa: BLE001 - any tracking failure must not stop the sweep
-            self._tracker = None
-            if not self._down:
-                self._down = True
-                log.warning("MLflow cannot be reached (%s); the sweep goes on, live logging retries every %.0f s, "
-                            "and the end of the command syncs from Parquet", str(err).splitlines()[0][:300],
-                            self.retry_s)
-            return False
-        if self._down:
-            self._down = False
+        if down:
+            down = False
             log.warning("MLflow answers again; live logging caught up")
-        return True
+    result.put((time.process_time(), logged))

@@ -1,38 +1,46 @@
 """The Tune trainable: a shard of studies, one independent seeded Optuna study per (prompt, arm), run in rounds.
 
-Each round, every unfinished study of the shard asks `in_flight` trials; all of them go to one replica as one
-batch; the answers are told back; the shard's state (every study with its rows) is written atomically to one
-file in the run directory. So:
-- batch composition is a function of the config (the shard and the round), never of timing: a run's results
-  are the same run to run, even with kernels that are not batch-invariant (bitsandbytes);
-- a kill at any point loses at most the round in flight, which a rerun asks again with the same parameters
-  (the sampler's state is in the file) and the same batch;
-- Tune schedules shards over the cluster and restarts a failed one, which resumes from its file; a replica
-  that is gone for good is skipped for the next one.
-Pure Python, Optuna and Ray: trial workers never import torch.
+Shards are cut from the full, config-ordered list of studies. Each round, every unfinished study of the shard
+asks `in_flight` trials; all of them go to one live replica (`dispatch.py`) as one batch; the answers are
+told back, and the round's rows are appended to the shard's state file, a JSON line per round. So:
+- batch composition is a function of the config (the shard and the round), never of timing or of a resume:
+  a finished study is masked inside its shard, so a rerun's batches are the uninterrupted run's, and results
+  are the same even with kernels that are not batch-invariant (bitsandbytes);
+- a kill at any point loses at most the round in flight, which a rerun asks again with the same parameters;
+- the state is data (rows), never pickled: TPE's start-up trials (the first `N_STARTUP` of a study) are random
+  draws of the study's seeded generator, computed in bulk exactly as Optuna draws them; a study that goes past
+  them is rebuilt by replaying its rows into a fresh seeded Optuna study (asked and told in the same rounds), which
+  checks every replayed parameter against the row.
+Pure Python, numpy, Optuna and Ray: trial workers never import torch.
 """
 
 from __future__ import annotations
 
-import pickle
+import json
+import math
+import os
+import time
 import zlib
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
-import ray
 from optuna.distributions import FloatDistribution
 from ray import tune
 
 from .arms import Arm, arm_by_name, vector_key
+from .dispatch import call_replicas
 from .messages import SteeredOutput, SteerRequest, SteerSettings
-from .rundir import write_bytes_atomic
 from .scoring import objective
 from .weights import group_names, layer_weights, stored_params
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+N_STARTUP = 10  # TPESampler's n_startup_trials: trials asked while fewer have completed are random
 
 
 @dataclass(frozen=True)
@@ -58,8 +66,13 @@ class StudySettings:
 
 @dataclass
 class StudyState:
-    study: optuna.Study
+    prompt_id: int
+    arm: Arm
+    seed: int
+    space: dict[str, FloatDistribution]
     rows: list[dict] = field(default_factory=list)  # one per finished trial, as trials.parquet holds them
+    study: optuna.Study | None = None  # built from the rows once TPE leaves its start-up trials
+    startup: list[dict] | None = None  # every start-up trial's parameters, drawn once
 
 
 def trial_params(row: Mapping[str, Any]) -> dict[str, float]:
@@ -108,14 +121,55 @@ def study_seed(seed: int, prompt_id: int, arm: Arm) -> int:
     return zlib.crc32(f"{seed}/{prompt_id}/{arm.method or arm.name}".encode())
 
 
-def new_state(seed: int, prompt_id: int, arm: Arm) -> StudyState:
+def new_state(key: str, settings: StudySettings, rows: list[dict] | None = None) -> StudyState:
+    prompt_id, name = parse_key(key)
+    arm = arm_by_name(name)
+    return StudyState(prompt_id, arm, study_seed(settings.seed, prompt_id, arm),
+                      search_space(arm, settings), list(rows or []))
+
+
+def new_study(seed: int) -> optuna.Study:
     # TPE's first 10 trials are random start-up trials: with the paper's 5 trials this is random search.
-    sampler = optuna.samplers.TPESampler(seed=study_seed(seed, prompt_id, arm), constant_liar=True)
-    return StudyState(optuna.create_study(direction="maximize", sampler=sampler))
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    return optuna.create_study(direction="maximize", sampler=sampler)
 
 
-def completed(state: StudyState) -> int:
-    return len(state.rows)
+def startup_params(seed: int, space: Mapping[str, FloatDistribution], first: int, count: int) -> list[dict]:
+    """Trials first..first+count-1 of a study, all start-up trials: Optuna's TPE draws each parameter of each
+    trial, in the space's order, with `RandomState(seed).uniform(low, high)` (its RandomSampler; in log space
+    for a log distribution, then exp), clipped below `high`; nothing else touches that generator before TPE
+    proper starts. Drawn here in one call: the same numbers, bit for bit (tests/test_tuning.py compares them
+    with Optuna's)."""
+    if not space:
+        return [{} for _ in range(count)]
+    bounds = np.array([(math.log(d.low), math.log(d.high)) if d.log else (d.low, d.high) for d in space.values()])
+    n = first + count
+    draws = np.random.RandomState(seed).uniform(np.tile(bounds[:, 0], n), np.tile(bounds[:, 1], n))
+    return [{name: _untransform(float(x), d) for (name, d), x in zip(space.items(), row)}
+            for row in draws.reshape(n, len(space))[first:]]
+
+
+def _untransform(x: float, d: FloatDistribution) -> float:
+    """Optuna's own mapping of a uniform draw back to the distribution (optuna/_transform.py)."""
+    top = float(np.nextafter(d.high, d.high - 1))
+    return float(np.clip(math.exp(x), d.low, top)) if d.log else min(x, top)
+
+
+def replay(state: StudyState, in_flight: int, trials: int) -> optuna.Study:
+    """A seeded Optuna study holding the state's rows, asked and told in the rounds they ran in, so its sampler
+    is where the uninterrupted study's was. Raises if a replayed trial's parameters differ from its row."""
+    study = new_study(state.seed)
+    total = budget(state.arm, trials)
+    for start in range(0, len(state.rows), in_flight):
+        batch = state.rows[start:start + min(in_flight, total - start)]
+        asked = [study.ask(state.space) for _ in batch]
+        for trial, row in zip(asked, batch):
+            sampled = {name: row[name] for name in state.space}
+            if trial.params != sampled:
+                raise RuntimeError(f"study {study_key(state.prompt_id, state.arm.name)} trial {row['trial']} "
+                                   f"does not replay: its row has {sampled}, Optuna asks {trial.params}")
+            study.tell(trial, row["objective"])
+    return study
 
 
 def finished(key: str, rows: list[dict] | None, trials: int) -> bool:
@@ -123,112 +177,149 @@ def finished(key: str, rows: list[dict] | None, trials: int) -> bool:
 
 
 def shard_file(state_dir: str | Path, keys: list[str]) -> Path:
-    """A shard's state file, named after its first study and the set of its studies: studies regrouped on a
-    resume go to new files, and the old ones stay whole (the latest payload of a study wins on reading)."""
+    """A shard's state file, named after its first study and the set of its studies: studies regrouped under
+    another cluster.max_batch go to new files, and the old ones stay whole (the longest history of a study
+    wins on reading)."""
     prompt_id, arm = parse_key(keys[0])
-    return Path(state_dir) / f"{prompt_id:07d}-{arm}-{zlib.crc32(' '.join(keys).encode()):08x}.pkl"
+    return Path(state_dir) / f"{prompt_id:07d}-{arm}-{zlib.crc32(' '.join(keys).encode()):08x}.jsonl"
 
 
-# A state file maps each study of its shard to a Payload: the study pickled on its own, and its rows. The rows
-# can be read without unpickling the Optuna studies (~1 ms and tens of KB of memory each), which only a shard
-# resuming its own studies needs.
-Payload = tuple[bytes, list[dict]]
+def read_shard(path: Path) -> dict[str, list[dict]]:
+    """A shard file's rows per study, in trial order. Each line is one round's rows; a last line cut short by a
+    kill is not a round and is left out."""
+    rows: dict[str, list[dict]] = defaultdict(list)
+    if not path.exists():
+        return rows
+    for line in path.read_bytes().split(b"\n"):
+        try:
+            for row in json.loads(line)["rows"]:
+                rows[study_key(row["prompt_id"], row["method"])].append(row)
+        except ValueError:
+            continue  # the cut-short last line, or the empty string after the last newline
+    return rows
 
 
-def write_payloads(path: Path, payloads: dict[str, Payload]) -> None:
-    write_bytes_atomic(path, pickle.dumps(payloads))
+def append_round(path: Path, rows: list[dict]) -> None:
+    """One round's rows as one line. A line cut short by an earlier kill is cut off first, so the new one
+    starts on a line of its own."""
+    with path.open("ab") as out:
+        end = out.tell()
+        if end:
+            with path.open("rb") as inp:
+                inp.seek(end - 1)
+                if inp.read(1) != b"\n":
+                    inp.seek(0)
+                    out.truncate(inp.read().rfind(b"\n") + 1)
+        out.write(json.dumps({"rows": rows}).encode() + b"\n")
+        out.flush()
 
 
-def read_payloads(path: Path) -> dict[str, Payload]:
-    """One shard's payloads; none before its first round."""
-    return pickle.loads(path.read_bytes()) if path.exists() else {}
+def read_state_dir(state_dir: Path) -> tuple[dict[str, list[dict]], dict[Path, dict[str, int]]]:
+    """Every study's longest history over the shard files (a study sits in several after a resume under another
+    cluster.max_batch), and how many rows of each study each file holds."""
+    latest: dict[str, list[dict]] = {}
+    held: dict[Path, dict[str, int]] = {}
+    for path in sorted(state_dir.glob("*.jsonl")):
+        shard = read_shard(path)
+        held[path] = {k: len(rows) for k, rows in shard.items()}
+        for key, rows in shard.items():
+            if len(rows) > len(latest.get(key, [])):
+                latest[key] = rows
+    return latest, held
 
 
-def write_states(path: Path, states: dict[str, StudyState]) -> None:
-    write_payloads(path, {k: (pickle.dumps(s.study), s.rows) for k, s in states.items()})
+def latest_rows(state_dir: Path) -> dict[str, list[dict]]:
+    return read_state_dir(state_dir)[0]
 
 
-def read_states(path: Path) -> dict[str, StudyState]:
-    return {k: StudyState(pickle.loads(study), rows) for k, (study, rows) in read_payloads(path).items()}
+class CpuClock:
+    """CPU seconds of the calling thread per component (the orchestration bench's cost table)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, component: str) -> Iterator[None]:
+        started = time.thread_time()
+        try:
+            yield
+        finally:
+            self.seconds[component] += time.thread_time() - started
 
 
-def latest_payloads(state_dir: Path, rows_only: bool = False) -> dict[str, Payload]:
-    """Every study's latest payload from the shard files; where a study sits in several files (regrouped on a
-    resume with another cluster.max_batch), the one with the most finished trials wins. rows_only drops the
-    pickled studies as it goes, so reading a whole sweep's results costs the rows' memory only."""
-    latest: dict[str, Payload] = {}
-    for path in sorted(state_dir.glob("*.pkl")):
-        for key, (study, rows) in read_payloads(path).items():
-            if key not in latest or len(rows) > len(latest[key][1]):
-                latest[key] = (b"" if rows_only else study, rows)
-    return latest
-
-
-def run_shard(config: dict[str, Any], settings: StudySettings, replicas: list) -> None:
-    """Tune function trainable for one shard: `config["shard"]` = {"studies": [key, ...], "replica": index}."""
-    keys, first_replica = config["shard"]["studies"], config["shard"]["replica"]
+def run_shard(config: dict[str, Any], settings: StudySettings, dispatcher: Any, replicas: list) -> None:
+    """Tune function trainable for one shard: `config["studies"]` = its keys. Studies that finished before are
+    masked: they ask nothing, so each batch holds what the uninterrupted run's held."""
+    keys = config["studies"]
     path = shard_file(settings.state_dir, keys)
-    saved = read_states(path)
-    states = {k: saved.get(k) or new_state(settings.seed, parse_key(k)[0], arm_by_name(parse_key(k)[1]))
-              for k in keys}
+    saved = read_shard(path)
+    states = {k: new_state(k, settings, saved.get(k)) for k in keys}
+    clock = CpuClock()
     while True:
-        asked = _ask_round(states, settings)
+        with clock("optuna"):
+            asked = _ask_round(states, settings)
         if not asked:
             return
-        outputs = _call(replicas, first_replica, settings, [request for _, _, request in asked])
-        rows = [_tell(states[key], key, trial, request.vector, out, settings)
-                for (key, trial, request), out in zip(asked, outputs)]
-        write_states(path, states)
-        told = {study_key(row["prompt_id"], row["method"]) for row in rows}
+        with clock("replica_call"):
+            outputs = call_replicas(dispatcher, replicas, settings.steer, [request for _, _, request in asked],
+                                    settings.call_timeout_s)
+        with clock("optuna"):
+            rows = [_tell(states[key], trial, request.vector, out, settings)
+                    for (key, trial, request), out in zip(asked, outputs)]
+        with clock("state_write"):
+            append_round(path, rows)
+        told = sorted({study_key(row["prompt_id"], row["method"]) for row in rows})
         # Small results: Tune keeps the last one of every trial in its experiment state.
-        tune.report({"trials_done": len(rows), "state_file": str(path),
-                     "objectives": {k: max(r["objective"] for r in states[k].rows) for k in keys if states[k].rows},
-                     "finished": sorted(k for k in told if finished(k, states[k].rows, settings.trials))})
+        with clock("tune_report"):
+            tune.report({"trials_done": len(rows), "state_file": str(path),
+                         "objectives": {k: max(r["objective"] for r in states[k].rows) for k in told},
+                         "finished": [k for k in told if finished(k, states[k].rows, settings.trials)],
+                         "cpu": dict(clock.seconds), "pid": os.getpid(), "process_cpu_s": time.process_time()})
 
 
-def _ask_round(states: dict[str, StudyState], settings: StudySettings) -> list[tuple[str, optuna.Trial, SteerRequest]]:
+Asked = tuple[str, "optuna.Trial | dict[str, float]", SteerRequest]
+
+
+def _ask_round(states: dict[str, StudyState], settings: StudySettings) -> list[Asked]:
     asked = []
     for key, state in states.items():
-        prompt_id, name = parse_key(key)
-        arm = arm_by_name(name)
-        space = search_space(arm, settings)
-        for _ in range(min(settings.in_flight, budget(arm, settings.trials) - completed(state))):
-            trial = state.study.ask(space)
-            if arm.method:
-                params = stored_params(trial.params, settings.space)
-                alpha, gamma = layer_weights(params, settings.num_layers, settings.segments)
+        count = min(settings.in_flight, budget(state.arm, settings.trials) - len(state.rows))
+        if count <= 0:
+            continue
+        if len(state.rows) < N_STARTUP:
+            if state.startup is None:  # asked while fewer than N_STARTUP have completed: at most this many
+                most = min(budget(state.arm, settings.trials), N_STARTUP - 1 + settings.in_flight)
+                state.startup = startup_params(state.seed, state.space, 0, most)
+            trials: list = state.startup[len(state.rows):len(state.rows) + count]
+        else:
+            if state.study is None:
+                state.study = replay(state, settings.in_flight, settings.trials)
+            trials = [state.study.ask(state.space) for _ in range(count)]
+        for number, trial in enumerate(trials, start=len(state.rows)):
+            params = trial if isinstance(trial, dict) else trial.params
+            if state.arm.method:
+                alpha, gamma = layer_weights(stored_params(params, settings.space), settings.num_layers,
+                                             settings.segments)
             else:
                 alpha = gamma = [0.0] * settings.num_layers
-            seed = sample_seed(settings.seed, prompt_id, trial.number)
-            sampling = (settings.temperature, seed) if arm.sampled else None
-            asked.append((key, trial, SteerRequest(prompt_id, vector_key(arm, prompt_id, settings.mismatch),
-                                                   alpha, gamma, arm.in_context, sampling)))
+            vector = vector_key(state.arm, state.prompt_id, settings.mismatch)
+            sampling = (settings.temperature, sample_seed(settings.seed, state.prompt_id, number)) if state.arm.sampled else None
+            asked.append((key, trial, SteerRequest(state.prompt_id, vector, alpha, gamma, state.arm.in_context,
+                                                   sampling)))
     return asked
 
 
-def _tell(state: StudyState, key: str, trial: optuna.Trial, vector: str, out: SteeredOutput,
+def _tell(state: StudyState, trial: optuna.Trial | dict[str, float], vector: str, out: SteeredOutput,
           settings: StudySettings) -> dict:
     value = objective(out.overlap, out.perplexity, out.repetition, settings.objective)
-    state.study.tell(trial, value)
-    prompt_id, arm = parse_key(key)
-    params = stored_params(trial.params, settings.space)
-    row = {"prompt_id": prompt_id, "method": arm, "trial": completed(state), **params, "vector": vector, "text": out.text,
-           "overlap": out.overlap, "perplexity": out.perplexity, "repetition": out.repetition,
-           "distinct_2": out.distinct_2, "objective": value, "seconds": out.seconds}
+    if isinstance(trial, dict):
+        params = trial  # a start-up trial: the Optuna study, if it is ever needed, replays it from this row
+    else:
+        state.study.tell(trial, value)
+        params = trial.params
+    row = {"prompt_id": state.prompt_id, "method": state.arm.name, "trial": len(state.rows),
+           **stored_params(params, settings.space), "vector": vector, "text": out.text, "overlap": out.overlap,
+           "perplexity": out.perplexity, "repetition": out.repetition, "distinct_2": out.distinct_2,
+           "objective": value, "seconds": out.seconds}
     state.rows.append(row)
     return row
-
-
-def _call(replicas: list, first: int, settings: StudySettings, requests: list[SteerRequest]) -> list[SteeredOutput]:
-    """The batch on the shard's replica; a replica that is gone for good (its restarts used up) is skipped for
-    the next one. Every replica computes the same batch alike, so which one answers changes nothing."""
-    errors = []
-    for offset in range(len(replicas)):
-        replica = replicas[(first + offset) % len(replicas)]
-        try:
-            return ray.get(replica.steer.remote(settings.steer, requests), timeout=settings.call_timeout_s)
-        except ray.exceptions.RayActorError as err:
-            errors.append(str(err).splitlines()[0])
-        except ray.exceptions.GetTimeoutError:
-            raise TimeoutError(f"no answer from a replica in {settings.call_timeout_s} s") from None
-    raise RuntimeError(f"every replica is gone ({'; '.join(errors)})")

@@ -1,9 +1,12 @@
 """tune -> trials.parquet, best.parquet, timings.parquet: Ray Tune runs shards of studies (sweep/tuning.py), one
-seeded Optuna study per (prompt, arm), against the replicas; each shard's state lives in DIR/tune/state/.
+seeded Optuna study per (prompt, arm), against the replicas (each batch to a live one, sweep/dispatch.py); each
+shard's state lives in DIR/tune/state/.
 
 Resuming needs no Tune checkpoint: a rerun reads the state files and starts a fresh Tune experiment over the
-studies not finished, grouped into shards under the current cluster.max_batch. So changed cluster.* and
-tracking.* keys take effect on a resume, which Tuner.restore (it unpickles the first run's configs) would not do.
+shards with a study not finished. Shards are always cut from the full, config-ordered list of studies, so a
+resumed shard holds the studies it held before, its finished ones masked: its batches are the uninterrupted
+run's. Changed cluster.* and tracking.* keys take effect on a resume, which Tuner.restore (it unpickles the
+first run's configs) would not do; a changed cluster.max_batch cuts other shards (and so other batches).
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-from collections.abc import Sequence
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import ray
 from ray import tune
 
 from ..arms import arm_by_name, derangement, sweep_arms, vector_key
@@ -25,8 +33,9 @@ from ..rundir import SCHEMAS, RunDir, read_rows, write_table, write_text_atomic
 from ..scoring import DEGENERATE_REPETITION
 from ..session import Session, num_layers, steer_settings, trial_resources
 from ..tracking import LiveLogger
-from ..tuning import (Payload, StudySettings, budget, finished, latest_payloads, parse_key, run_shard, shard_file,
-                      study_key, write_payloads)
+from ..dispatch import start_dispatcher
+from ..tuning import (StudySettings, append_round, budget, finished, latest_rows, parse_key, read_state_dir,
+                      run_shard, shard_file, study_key)
 from ..weights import segment_bounds
 from .vectors import check_vectors
 
@@ -39,11 +48,15 @@ class ShardProgress(tune.Callback):
 
     def __init__(self, progress: Progress, best: dict[str, float]) -> None:
         self.progress, self.best = progress, best
+        self.shard_cpu: dict[str, dict[str, float]] = {}  # Tune trial -> its CPU seconds per component so far
+        self.process_cpu: dict[int, float] = {}  # trial actor's pid -> its process CPU seconds so far
 
     def __getstate__(self) -> dict:
         return {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
+        self.shard_cpu[trial.trial_id] = result["cpu"]
+        self.process_cpu[result["pid"]] = max(self.process_cpu.get(result["pid"], 0.0), result["process_cpu_s"])
         self.best.update(result["objectives"])
         self.progress.update(result["trials_done"], f"best mean objective {statistics.fmean(self.best.values()):.3f}")
 
@@ -71,7 +84,10 @@ def mismatch_map(cfg: SweepConfig, prompt_ids: list[int]) -> dict[int, int]:
     return derangement(prompt_ids, cfg.seed)
 
 
-def tune_stage(session: Session) -> None:
+def tune_stage(session: Session) -> dict[str, float]:
+    """Runs the stage; returns the CPU seconds it spent per component and process (the orchestration bench's
+    table): `actors.COMPONENT` in Tune trial actors, `actor_processes` their processes' total, `driver.parquet`
+    in the driver, `mlflow.live` in MLflow's live writer."""
     cfg, run = session.cfg, session.run
     prompt_ids = [r["prompt_id"] for r in read_rows(run.table("prompts"))]
     arms = sweep_arms(list(cfg.search.methods), list(cfg.controls))
@@ -79,72 +95,104 @@ def tune_stage(session: Session) -> None:
     check_vectors(run, sorted({vector_key(a, p, mismatch) for p in prompt_ids for a in arms}))
     keys = [study_key(p, a.name) for p in prompt_ids for a in arms]
     budgets = {k: budget(arm_by_name(parse_key(k)[1]), cfg.search.trials) for k in keys}
-    payloads = latest_payloads(run.tune_state)
-    todo = [k for k in keys if not finished(k, payloads[k][1] if k in payloads else None, cfg.search.trials)]
-    if not todo:
+    run.tune_state.mkdir(parents=True, exist_ok=True)
+    latest, held = read_state_dir(run.tune_state)
+    shards = plan_shards(run.tune_state, keys, max(1, cfg.cluster.max_batch // cfg.search.in_flight), latest, held,
+                         cfg.search.trials)
+    if not shards:
         _write_results(run, keys, cfg.search.trials)
-        return
-    live = LiveLogger(session.connect_tracker, budgets)
+        return {}
+    live = LiveLogger(session.tracker_args(), budgets)
     try:
-        _run_shards(session, study_settings(session, mismatch), todo, payloads, budgets, live)
-        del payloads
+        costs = _run_shards(session, study_settings(session, mismatch), shards, latest, budgets, live)
+        del latest, held
+        started = time.thread_time()
         _write_results(run, keys, cfg.search.trials)
+        costs["driver.parquet"] = time.thread_time() - started
     finally:
-        live.close()  # the results are out first; then MLflow's live thread drains before anything else writes
+        live.close()  # the results are out first; then MLflow's live writer stops before anything else writes
+    return {**costs, "mlflow.live": live.cpu_s}
 
 
-def regroup(state_dir: Path, todo: Sequence[str], size: int, payloads: dict[str, Payload]) -> list[list[str]]:
-    """The unfinished studies in shards of `size`, in key order. On a resume under another cluster.max_batch the
-    shards differ from the first run's: each new shard starts its own state file with its studies' payloads, and
-    the old files stay whole (a study's latest payload wins on reading), so nothing finished is lost."""
-    shards = [list(todo[i:i + size]) for i in range(0, len(todo), size)]
-    for shard in shards:
+def plan_shards(state_dir: Path, keys: Sequence[str], size: int, latest: dict[str, list[dict]],
+                held: dict[Path, dict[str, int]], trials: int) -> list[list[str]]:
+    """The shards with a study left to run, cut from the full, config-ordered list of studies in shards of
+    `size`: the same shards, and so the same batches, as an uninterrupted run's (finished studies stay in their
+    shard, masked). A shard's file is brought up to its studies' longest history first: after a resume under
+    another cluster.max_batch, a study's latest rows may sit in another shard's file."""
+    shards = []
+    for start in range(0, len(keys), size):
+        shard = list(keys[start:start + size])
+        if all(finished(k, latest.get(k), trials) for k in shard):
+            continue
         path = shard_file(state_dir, shard)
-        if not path.exists() and any(k in payloads for k in shard):
-            write_payloads(path, {k: payloads[k] for k in shard if k in payloads})
+        have = held.get(path, {})
+        missing = [row for k in shard for row in latest.get(k, [])[have.get(k, 0):]]
+        if missing:
+            append_round(path, missing)
+        shards.append(shard)
     return shards
 
 
-def _run_shards(session: Session, settings: StudySettings, todo: list[str], payloads: dict[str, Payload],
-                budgets: dict[str, int], live: LiveLogger) -> None:
+def _run_shards(session: Session, settings: StudySettings, shards: list[list[str]], latest: dict[str, list[dict]],
+                budgets: dict[str, int], live: LiveLogger) -> dict[str, float]:
     cfg, run = session.cfg, session.run
-    shards = regroup(run.tune_state, todo, max(1, cfg.cluster.max_batch // cfg.search.in_flight), payloads)
     replicas = session.replicas
     attempt = len(list(run.tune_storage.glob("attempt-*"))) + 1
-    total = sum(budgets[k] for k in todo)
-    done = sum(len(payloads[k][1]) for k in todo if k in payloads)
-    best = {k: max(r["objective"] for r in payloads[k][1]) for k in todo if k in payloads and payloads[k][1]}
-    trainable = tune.with_resources(tune.with_parameters(run_shard, settings=settings, replicas=replicas),
-                                    trial_resources(cfg.cluster))
-    log.info("tune: %d studies left in %d shard%s of up to %d (attempt %d)", len(todo), len(shards),
+    keys = [k for shard in shards for k in shard]
+    total = sum(budgets[k] for k in keys)
+    done = sum(min(len(latest.get(k, [])), budgets[k]) for k in keys)
+    best = {k: max(r["objective"] for r in latest[k]) for k in keys if latest.get(k)}
+    dispatcher = start_dispatcher(len(replicas), cfg.cluster.attempt_floor_s, cfg.cluster.attempt_factor)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_shard, settings=settings, dispatcher=dispatcher, replicas=replicas),
+        trial_resources(cfg.cluster))
+    log.info("tune: %d shard%s of up to %d studies with a study left (attempt %d)", len(shards),
              "s" * (len(shards) > 1), len(shards[0]), attempt)
-    with Progress("tune", total, "trials") as progress:
+    with Progress("tune", total, "trials") as progress, _killed_after(dispatcher):
         progress.update(done)
+        shard_progress = ShardProgress(progress, best)
         tuner = tune.Tuner(
             trainable,
-            param_space={"shard": tune.grid_search([{"studies": s, "replica": i % len(replicas)}
-                                                    for i, s in enumerate(shards)])},
+            param_space={"studies": tune.grid_search(shards)},
             # Two shards per replica: while one's batch runs, the other's is queued behind it.
             tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=2 * len(replicas)),
             run_config=tune.RunConfig(
                 name=f"attempt-{attempt}", storage_path=str(run.tune_storage.resolve()),
                 verbose=1 if session.verbose else 0, failure_config=tune.FailureConfig(max_failures=2),
-                callbacks=[ShardProgress(progress, best), live, StallWatch(trial_resources(cfg.cluster))]))
+                callbacks=[shard_progress, live, StallWatch(trial_resources(cfg.cluster))]))
         tuner.fit()
+    costs: dict[str, float] = defaultdict(float)
+    for shard in shard_progress.shard_cpu.values():
+        for component, seconds in shard.items():
+            costs[f"actors.{component}"] += seconds
+    costs["actor_processes"] = sum(shard_progress.process_cpu.values())
+    return costs
+
+
+@contextmanager
+def _killed_after(actor: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        ray.kill(actor)
 
 
 def _write_results(run: RunDir, keys: list[str], trials: int) -> None:
     """trials/best/timings of every finished study, from the state files; the unfinished ones are named and the
-    stage fails, so a rerun runs only those."""
-    latest = {k: rows for k, (_, rows) in latest_payloads(run.tune_state, rows_only=True).items()}
+    stage fails, so a rerun runs only those. failed.json goes first: a kill between it and the Parquet files
+    leaves the stage not done, never a partial stage that looks done."""
+    latest = latest_rows(run.tune_state)
     done = [k for k in keys if finished(k, latest.get(k), trials)]
     failed = [k for k in keys if k not in set(done)]
-    rows = sorted((row for k in done for row in latest[k]), key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
+    if failed:
+        write_text_atomic(run.tune_failed, json.dumps(failed))
+    rows = sorted((row for k in done for row in latest[k]),
+                  key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
     write_table(run.table("trials"), [{k: r.get(k) for k in TRIAL_KEYS} for r in rows], SCHEMAS["trials"])
     write_table(run.table("best"), [{k: r.get(k) for k in TRIAL_KEYS} for r in best_trials(rows)], SCHEMAS["best"])
     write_table(run.table("timings"), [{k: r[k] for k in SCHEMAS["timings"].names} for r in rows], SCHEMAS["timings"])
     if failed:
-        write_text_atomic(run.tune_failed, json.dumps(failed))
         raise SweepError(f"{len(failed)} of {len(keys)} studies did not finish (Tune's errors are under "
                          f"{run.tune_storage}): {', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}. "
                          f"The {len(done)} finished ones are in trials.parquet; rerun the command to run the rest")

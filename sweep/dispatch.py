@@ -1,0 +1,98 @@
+"""Which replica runs a shard's next batch: a live one with the least work queued, never a fixed index.
+
+One small `Dispatcher` actor per tune stage keeps, for every replica, the batches sent to it and not yet
+answered, and whether it is out of the pool. A batch that has not answered within its per-attempt deadline
+(`cluster.attempt_factor` x the median seconds per trial of recent batches x the batch's size, at least
+`cluster.attempt_floor_s`) is cancelled and sent to another replica; the one that missed it leaves the pool
+for a back-off that doubles with each miss, then rejoins (a replica that restarted, or was only slow, comes
+back by answering). A replica that is gone for good (RayActorError) leaves the same way. Every replica
+computes a batch alike, so which one answers changes nothing in the results. Pure Python and Ray.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from typing import Any
+
+import ray
+
+BACKOFF_S = (5.0, 600.0)  # first and longest time out of the pool after a miss
+
+
+class Dispatcher:
+    """The pool's bookkeeping; every method is quick, so one actor serves every shard."""
+
+    def __init__(self, replicas: int, floor_s: float, factor: float) -> None:
+        self.queued = [0] * replicas
+        self.out_until = [0.0] * replicas
+        self.misses = [0] * replicas
+        self.floor_s, self.factor = floor_s, factor
+        self.per_trial_s: deque[float] = deque(maxlen=256)
+
+    def acquire(self, exclude: list[int], size: int) -> tuple[int, float] | None:
+        """A replica for a batch of `size` and the attempt's deadline; None when every replica is excluded.
+        Replicas out of the pool are used only when no other is left (the soonest back first)."""
+        candidates = [i for i in range(len(self.queued)) if i not in exclude]
+        if not candidates:
+            return None
+        now = time.monotonic()
+        live = [i for i in candidates if self.out_until[i] <= now]
+        chosen = min(live, key=lambda i: (self.queued[i], i)) if live else min(candidates, key=self.out_until.__getitem__)
+        self.queued[chosen] += 1
+        return chosen, self.deadline(size)
+
+    def deadline(self, size: int) -> float:
+        if not self.per_trial_s:
+            return self.floor_s
+        return max(self.floor_s, self.factor * statistics.median(self.per_trial_s) * size)
+
+    def release(self, replica: int, seconds: float | None, size: int) -> None:
+        """A batch's end: answered in `seconds`, or missed (None: deadline passed, or the replica is gone)."""
+        self.queued[replica] -= 1
+        if seconds is None:
+            self.misses[replica] += 1
+            backoff = min(BACKOFF_S[0] * 2 ** (self.misses[replica] - 1), BACKOFF_S[1])
+            self.out_until[replica] = time.monotonic() + backoff
+        else:
+            self.misses[replica], self.out_until[replica] = 0, 0.0
+            self.per_trial_s.append(seconds / max(size, 1))
+
+    def state(self) -> dict[str, list]:
+        """For operators and tests: work queued per replica and which are out of the pool now."""
+        now = time.monotonic()
+        return {"queued": list(self.queued), "out": [until > now for until in self.out_until]}
+
+
+def start_dispatcher(replicas: int, floor_s: float, factor: float) -> Any:
+    """On the driver's node, reserving nothing: it only counts."""
+    return ray.remote(num_cpus=0, max_restarts=-1)(Dispatcher).remote(replicas, floor_s, factor)
+
+
+def call_replicas(dispatcher: Any, replicas: list, settings: Any, requests: list, call_timeout_s: float) -> list:
+    """`replicas[i].steer(settings, requests)` on the replica the dispatcher picks, re-sent elsewhere when an
+    attempt misses its deadline or the replica is gone; every replica tried once at most. The last replica left
+    gets `call_timeout_s`: with nowhere else to go, a slow answer beats none (so one replica never misses)."""
+    tried: list[int] = []
+    errors = []
+    while True:
+        picked = ray.get(dispatcher.acquire.remote(tried, len(requests)))
+        if picked is None:
+            raise RuntimeError(f"no replica answered this batch ({'; '.join(errors)})")
+        index, deadline = picked
+        tried.append(index)
+        started = time.monotonic()
+        ref = replicas[index].steer.remote(settings, requests)
+        try:
+            last = len(tried) == len(replicas)
+            ready, _ = ray.wait([ref], timeout=call_timeout_s if last else min(deadline, call_timeout_s))
+            if ready:
+                outputs = ray.get(ref)
+                dispatcher.release.remote(index, time.monotonic() - started, len(requests))
+                return outputs
+            ray.cancel(ref)
+            errors.append(f"replica {index}: no answer in {call_timeout_s if last else deadline:.0f} s")
+        except ray.exceptions.RayActorError as err:
+            errors.append(f"replica {index}: {str(err).splitlines()[0]}")
+        dispatcher.release.remote(index, None, len(requests))

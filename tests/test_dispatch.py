@@ -1,0 +1,142 @@
+"""The tune stage's dispatch and resume on a real local Ray cluster, Tune and Optuna, with stand-in models
+(a frozen replica cannot be made of a real one on demand; the batches are what is tested, not the texts):
+- a frozen replica costs the sweep its per-attempt deadline, not cluster.call_timeout_s;
+- a sweep stopped mid-tune and resumed sends exactly the uninterrupted run's batches;
+- failed.json is written before the Parquet files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+
+from conftest import CONF
+from sweep.config import compose, resolve_paths
+from sweep.errors import SweepError
+from sweep.orchestration import ZeroCostModel, write_synthetic_run
+from sweep.rundir import RunDir
+from sweep.session import NAMESPACE, Session
+from sweep.stages import tune as tune_module
+from sweep.stages.tune import tune_stage
+from sweep.stages.vectors import save_tensors
+from sweep.tuning import append_round, shard_file
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the stand-in models travel to the replicas
+FREEZE_S = 600
+
+
+class FrozenFirstReplica(ZeroCostModel):
+    """replica-0 never answers in time (a replica restarting, or stuck on its node); the others at once."""
+
+    def steer(self, settings, requests):  # noqa: ANN001, ANN201
+        if ray.get_runtime_context().get_actor_name() == "replica-0":
+            time.sleep(FREEZE_S)
+        return super().steer(settings, requests)
+
+
+class RecordingModel(ZeroCostModel):
+    """Appends every batch it answers (prompt, vector, first alpha of each trial) to a file; from its
+    `fail_from`-th batch on it raises instead, as a replica of a sweep that is being stopped."""
+
+    def __init__(self, log: str, fail_from: int | None = None) -> None:
+        super().__init__()
+        self.log, self.fail_from = log, fail_from
+
+    def steer(self, settings, requests):  # noqa: ANN001, ANN201
+        if self.fail_from is not None and len(self.batch_sizes) >= self.fail_from:
+            raise RuntimeError("stopped")
+        with open(self.log, "a") as out:
+            out.write(json.dumps([[r.prompt_id, r.vector, r.alpha[0]] for r in requests]) + "\n")
+        return super().steer(settings, requests)
+
+
+def make_run(root: Path, prompts: int, *overrides: str) -> tuple:
+    cfg = compose(CONF / "bench.yaml", ["search.trials=3", "search.in_flight=1", "cluster.max_batch=8",
+                                        "controls=[prompt_only,random,mismatched]", "cluster.replica_cpus=0.25",
+                                        "cluster.trial_cpus=0.1", *overrides])
+    resolve_paths(cfg, CONF.parent)
+    run = RunDir(root)
+    run.prepare(cfg)
+    if not run.vectors.exists():
+        write_synthetic_run(run, [(f"Question {i}?", f"answer {i}") for i in range(prompts)])
+        save_tensors(run.vectors, {f"{kind}/{i}": torch.zeros(ZeroCostModel.num_layers, 8)
+                                   for i in range(prompts) for kind in ("gold", "random")})
+    return cfg, run
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module's sweeps (each start costs seconds, and minutes on a busy machine)."""
+    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+def run_tune(cfg, run: RunDir, build) -> float:  # noqa: ANN001 - a SweepConfig and a model factory
+    """The tune stage on the module's Ray; the replicas and MLflow runs are closed after it, Ray stays."""
+    session = Session(cfg, run)
+    ok = False
+    try:
+        session.pool(build=build)
+        started = time.perf_counter()
+        tune_stage(session)
+        ok = True
+        return time.perf_counter() - started
+    finally:
+        session.release()
+        session.tracker.close(ok)
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_a_frozen_replica_costs_its_deadline_not_the_call_timeout(tmp_path, local_ray):
+    cfg, run = make_run(tmp_path / "run", 4, "cluster.num_replicas=2", "cluster.attempt_floor_s=2",
+                        "cluster.call_timeout_s=900")
+    seconds = run_tune(cfg, run, FrozenFirstReplica)
+    # Pinned by index (the code before), every shard of replica-0 waited for the freeze (600 s) at least.
+    assert seconds < FREEZE_S / 2, f"the tune stage took {seconds:.0f} s"
+    assert (run.root / "trials.parquet").exists() and not run.tune_failed.exists()
+
+
+def batches(log: Path) -> list[str]:
+    return sorted(log.read_text().splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_a_resumed_sweep_sends_the_uninterrupted_runs_batches(tmp_path, local_ray):
+    import functools
+
+    straight, resumed = tmp_path / "straight.jsonl", tmp_path / "resumed.jsonl"
+    cfg, run = make_run(tmp_path / "a", 4, "cluster.num_replicas=1")
+    run_tune(cfg, run, functools.partial(RecordingModel, str(straight)))
+
+    cfg, run = make_run(tmp_path / "b", 4, "cluster.num_replicas=1")
+    with pytest.raises(SweepError, match="did not finish"):  # stopped after 3 batches: some studies done
+        run_tune(cfg, run, functools.partial(RecordingModel, str(resumed), fail_from=3))
+    assert run.tune_failed.exists()
+    run_tune(cfg, run, functools.partial(RecordingModel, str(resumed)))
+    assert not run.tune_failed.exists()
+    assert batches(resumed) == batches(straight)
+
+
+def test_failed_json_is_written_before_the_parquet_files(tmp_path, monkeypatch):
+    cfg, run = make_run(tmp_path / "run", 2)
+    run.tune_state.mkdir(parents=True)
+    append_round(shard_file(run.tune_state, ["0/full"]), [{"prompt_id": 0, "method": "full", "trial": 0,
+                                                           "objective": 0.5, "seconds": 0.1}])
+
+    def killed(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise KeyboardInterrupt  # the kill, between the first file and the next
+
+    monkeypatch.setattr(tune_module, "write_table", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tune_module._write_results(run, ["0/full", "1/full"], 3)
+    assert json.loads(run.tune_failed.read_text()) == ["0/full", "1/full"]

@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 BACKOFF_S = (5.0, 600.0)  # first and longest time out of the pool after a miss
 
@@ -50,7 +51,7 @@ class Dispatcher:
 
     def release(self, replica: int, seconds: float | None, size: int) -> None:
         """A batch's end: answered in `seconds`, or missed (None: deadline passed, or the replica is gone)."""
-        self.queued[replica] -= 1
+        self.queued[replica] = max(0, self.queued[replica] - 1)  # a restarted dispatcher counts from zero
         if seconds is None:
             self.misses[replica] += 1
             backoff = min(BACKOFF_S[0] * 2 ** (self.misses[replica] - 1), BACKOFF_S[1])
@@ -66,8 +67,11 @@ class Dispatcher:
 
 
 def start_dispatcher(replicas: int, floor_s: float, factor: float) -> Any:
-    """On the driver's node, reserving nothing: it only counts."""
-    return ray.remote(num_cpus=0, max_restarts=-1)(Dispatcher).remote(replicas, floor_s, factor)
+    """Pinned to the driver's node, reserving nothing: it only counts. Anywhere else, losing that node would
+    take it away mid-stage (calls to it retry while it restarts, but every shard would wait on it)."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, scheduling_strategy=here)(
+        Dispatcher).remote(replicas, floor_s, factor)
 
 
 def call_replicas(dispatcher: Any, replicas: list, settings: Any, requests: list, call_timeout_s: float) -> list:

@@ -1,12 +1,12 @@
 """Chaos on a real multi-node Ray cluster: a head and two worker nodes started with `ray start` (each its own temp
 dir and ports, token authentication), one replica on each worker (fake GPUs, computing on the CPU). During the
-tune stage the worker holding replica-0 is killed and started again, and the MLflow server is stopped and started
-again. The sweep must finish with every study once, trials.parquet equal to an uninterrupted run's, and no MLflow
-run RUNNING; the test prints what each fault cost.
+tune stage the MLflow server is stopped, the worker holding replica-0 is killed and a new one started, the MLflow
+server is started again, and then replica-1 is frozen (SIGSTOP) past its per-attempt deadline and resumed. The
+sweep must finish with every study once, trials.parquet equal to an uninterrupted run's, and no MLflow run
+RUNNING; trials must go on while replica-1 is frozen; the test prints what each fault cost.
 
-Not here: a replica frozen past its deadline (SIGSTOP). Re-sending a call that has not answered is the dispatch's
-per-attempt deadline (issue 18 item 1), which this branch does not have: a frozen replica would hold its shards
-for cluster.call_timeout_s."""
+The faults come early (the node is killed after 8 of 96 trials, without waiting for MLflow's restart) so that
+the tune stage is still running when replica-0 is back and when replica-1 freezes, however slow the machine."""
 
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from conftest import (QUESTIONS, MlflowServer, finish_sweep, free_port, kill_processes, sweep_command,
-                      wait_for_trials, write_simpleqa_csv)
+from conftest import (QUESTIONS, MlflowServer, finish_sweep, finished_trials, free_port, kill_processes,
+                      sweep_command, wait_for_trials, write_simpleqa_csv)
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
-BUDGET = 4
+BUDGET = 12  # 96 trials: the tune stage outlasts a node's replacement
+FREEZE_S = 40  # replica-1 stopped this long; its per-attempt deadline is cluster.attempt_floor_s=10
 BIN = Path(sys.executable).parent
 
 
@@ -115,11 +116,21 @@ while True:
 """
 
 
-def _ask(env: dict[str, str], address: str, what: str) -> str:
+def _ask(env: dict[str, str], address: str, what: str, driver: subprocess.Popen | None = None) -> str:
     done = subprocess.run([sys.executable, "-c", QUERY, address, what], env=env, capture_output=True, text=True,
                           timeout=400)
+    if done.returncode != 0 and driver is not None and driver.poll() is not None:
+        pytest.fail(f"the sweep ended (exit {driver.returncode}) while {what} was awaited: "
+                    f"{driver.stderr.read()[-3000:]}")
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split()[-1]
+
+
+def _replica_process(node: RayNode) -> psutil.Process:
+    """The one replica actor process on `node` (Ray titles an actor's worker process `ray::Replica...`)."""
+    found = [p for p in node.processes() if "ray::Replica" in " ".join(p.cmdline())]
+    assert len(found) == 1, [" ".join(p.cmdline())[:80] for p in node.processes()]
+    return found[0]
 
 
 def _start(server: MlflowServer, timeout: float = 300) -> None:
@@ -140,11 +151,11 @@ def _start(server: MlflowServer, timeout: float = 300) -> None:
     raise RuntimeError(f"mlflow server did not start within {timeout + 90:.0f} s")
 
 
-def test_the_sweep_heals_through_a_lost_node_and_a_tracking_outage(tmp_path, cluster):
+def test_the_sweep_heals_through_a_lost_node_a_frozen_replica_and_a_tracking_outage(tmp_path, cluster):
     env, address, nodes = cluster
     csv = write_simpleqa_csv(tmp_path / "simpleqa.csv", QUESTIONS)
     overrides = [f"search.trials={BUDGET}", "controls=[]", "cluster.num_replicas=2", "cluster.max_batch=2",
-                 "model.device=cpu", "cluster.call_timeout_s=300"]
+                 "model.device=cpu", "cluster.call_timeout_s=300", "cluster.attempt_floor_s=10"]
 
     _ask(env, address, "workers")
     started = time.monotonic()
@@ -167,17 +178,30 @@ def test_the_sweep_heals_through_a_lost_node_and_a_tracking_outage(tmp_path, clu
         server.stop()
         stopped = time.monotonic()
         wait_for_trials(driver, out, 8)  # the sweep goes on without MLflow
-        _start(server)
-        mlflow_outage = time.monotonic() - stopped
 
-        doomed = next(n for n in nodes[1:] if n.node_manager_port == int(_ask(env, address, "replica-0")))
+        doomed = next(n for n in nodes[1:] if n.node_manager_port == int(_ask(env, address, "replica-0", driver)))
+        survivor = next(n for n in nodes[1:] if n is not doomed)
         killed = time.monotonic()
         doomed.kill()
         nodes.remove(doomed)
         nodes.append(RayNode(env, doomed.root.parent, address, "--num-cpus=1", "--num-gpus=1"))
-        back_on = int(_ask(env, address, "replica-0"))
+        _start(server)
+        mlflow_outage = time.monotonic() - stopped
+        back_on = int(_ask(env, address, "replica-0", driver))
         node_cost = time.monotonic() - killed
         assert back_on == nodes[-1].node_manager_port  # its placement group moved to the new node
+
+        left = 8 * BUDGET - finished_trials(out)
+        assert left > 8, f"only {left} trials were left when replica-0 came back: raise BUDGET"
+        frozen = _replica_process(survivor)
+        frozen.suspend()
+        try:
+            before = finished_trials(out)
+            time.sleep(FREEZE_S)
+            during = finished_trials(out) - before  # replica-0 took over once replica-1 missed its deadline
+        finally:
+            frozen.resume()
+        assert during > 0, f"no trial finished in the {FREEZE_S} s replica-1 was frozen"
         finish_sweep(driver)
         chaos_s = time.monotonic() - started
     finally:
@@ -203,4 +227,5 @@ def test_the_sweep_heals_through_a_lost_node_and_a_tracking_outage(tmp_path, clu
         server.stop()
     print(f"\nuninterrupted {uninterrupted_s:.0f} s, with faults {chaos_s:.0f} s (+{chaos_s - uninterrupted_s:.0f} s); "
           f"lost worker node: replica-0 serving again {node_cost:.0f} s after the kill; "
-          f"MLflow stopped for {mlflow_outage:.0f} s while the sweep went on")
+          f"MLflow stopped for {mlflow_outage:.0f} s while the sweep went on; "
+          f"{during} trials finished while replica-1 was frozen for {FREEZE_S} s")

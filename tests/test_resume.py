@@ -88,3 +88,21 @@ def test_resume_honours_a_changed_batch_size_and_tracking_store(tmp_path, csv, u
     client = MlflowClient(f"sqlite:///{other_store}")
     runs = client.search_runs([client.get_experiment_by_name("fusion-steering").experiment_id], max_results=1000)
     assert len(runs) == 1 + STUDIES and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_an_8bit_sweep_killed_mid_tune_resumes_to_the_uninterrupted_runs_trials(tmp_path, csv):
+    """The real SmolLM2 in bitsandbytes 8-bit, whose CPU kernels are not batch-invariant (`fusion-steering doctor`
+    shows it): a resumed shard sends the uninterrupted run's batches, so every trial's text and objective match."""
+    def command_8bit(out: Path) -> list[str]:
+        return sweep_command(out, csv, "model.name=smollm2-135m", "model.quantization=8bit", "data.rows=2",
+                             "search.trials=4", "controls=[]", "cluster.max_batch=4")
+
+    straight = tmp_path / "straight"
+    finish_sweep(start_sweep(command_8bit(straight)))
+    out = tmp_path / "run"
+    driver = start_sweep(command_8bit(out))
+    wait_for_trials(driver, out, 4)
+    kill_process_tree(driver)
+    assert not (out / "best.parquet").exists()
+    finish_sweep(start_sweep(command_8bit(out)))
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "trials.parquet"), pd.read_parquet(straight / "trials.parquet"))

@@ -147,7 +147,8 @@ def _run_shards(session: Session, settings: StudySettings, shards: list[list[str
     trainable = tune.with_resources(
         tune.with_parameters(run_shard, settings=settings, dispatcher=dispatcher, replicas=replicas),
         trial_resources(cfg.cluster))
-    log.info("tune: %d shard%s of up to %d studies with a study left (attempt %d)", len(shards),
+    left = sum(not finished(k, latest.get(k), settings.trials) for k in keys)
+    log.info("tune: %d studies left in %d shard%s of up to %d (attempt %d)", left, len(shards),
              "s" * (len(shards) > 1), len(shards[0]), attempt)
     with Progress("tune", total, "trials") as progress, _killed_after(dispatcher):
         progress.update(done)

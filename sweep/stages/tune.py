@@ -185,7 +185,8 @@ def _write_results(run: RunDir, keys: list[str], trials: int) -> None:
     leaves the stage not done, never a partial stage that looks done."""
     latest = latest_rows(run.tune_state)
     done = [k for k in keys if finished(k, latest.get(k), trials)]
-    failed = [k for k in keys if k not in set(done)]
+    finished_keys = set(done)
+    failed = [k for k in keys if k not in finished_keys]
     if failed:
         write_text_atomic(run.tune_failed, json.dumps(failed))
     rows = sorted((row for k in done for row in latest[k]),

@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -244,6 +246,12 @@ class Session:
         return self._use("replica", start)
 
     @property
+    def patience(self) -> Patience:
+        """How long a stage's replica call may take before another replica gets it (on_replicas)."""
+        cluster = self.cfg.cluster
+        return Patience(cluster.attempt_floor_s, cluster.attempt_factor, cluster.call_timeout_s)
+
+    @property
     def replicas(self) -> list:
         """The steered model's replicas that have their resources now (more join later as theirs appear)."""
         return self.pool().live()
@@ -261,7 +269,7 @@ class Session:
                             device=self.cfg.model.device)
         same = judge_cfg.model == self.cfg.model.name
         actors = lambda: (self.replicas if same else self._use("judge", lambda: self._start("judge", model_cfg)).live())  # noqa: E731
-        return model_judge(f"local:{judge_cfg.model}", lambda texts, n: fan_out(actors(), "generate", texts, None, n, None),
+        return model_judge(f"local:{judge_cfg.model}", lambda texts, n: fan_out(actors(), "generate", texts, None, n, None, patience=self.patience),
                            template, judge_cfg.max_new_tokens)
 
     def close(self, ok: bool) -> None:
@@ -275,41 +283,87 @@ class Session:
                 ray.shutdown()
 
 
-def fan_out(replicas: list, method: str, items: Sequence, progress: Progress | None, *args: Any) -> list:
+@dataclass(frozen=True)
+class Patience:
+    """How long a replica's oldest unanswered call may take: `factor` x the median seconds per item of the calls
+    answered so far x its items, at least `floor_s` (cluster.attempt_floor_s / attempt_factor, as the tune
+    stage's dispatch). The last replica left gets `last_s` (cluster.call_timeout_s): with nowhere else to go, a
+    slow answer beats none."""
+
+    floor_s: float = 300.0
+    factor: float = 4.0
+    last_s: float = 1800.0
+
+    def deadline(self, per_item_s: Sequence[float], size: int, last: bool) -> float:
+        expected = self.factor * statistics.median(per_item_s) * size if per_item_s else 0.0
+        return max(self.floor_s, expected, self.last_s if last else 0.0)
+
+
+def fan_out(replicas: list, method: str, items: Sequence, progress: Progress | None, *args: Any,
+            patience: Patience = Patience()) -> list:
     """Split `items` into batches of BATCH over the replicas; results in order, progress as batches return."""
     batches = [list(items[i:i + BATCH]) for i in range(0, len(items), BATCH)]
     results = on_replicas(replicas, [(method, (batch, *args)) for batch in batches], progress,
-                          [len(batch) for batch in batches])
+                          [len(batch) for batch in batches], patience)
     return [result for batch in results for result in batch]
 
 
 def on_replicas(replicas: list, calls: Sequence[tuple[str, tuple]], progress: Progress | None = None,
-                sizes: Sequence[int] | None = None) -> list:
+                sizes: Sequence[int] | None = None, patience: Patience = Patience()) -> list:
     """Call i, (actor method, args), on replica i mod n, all sent at once; the results in call order, progress by
-    `sizes[i]` (else 1) as calls return. A call whose replica is gone for good (killed without restart, its node
-    lost) goes to the next replica: the stage fails only when every replica has failed that call. Every replica
-    computes a call alike, so which one answers changes nothing."""
-    def send(i: int, attempt: int) -> Any:
-        method, args = calls[i]
-        return getattr(replicas[(i + attempt) % len(replicas)], method).remote(*args)
-
-    attempts = [0] * len(calls)
-    pending = {send(i, 0): i for i in range(len(calls))}
+    `sizes[i]` (else 1) as calls return. A replica runs its calls one at a time in the order they arrive, so its
+    oldest unanswered call is timed from when the one before it answered. A replica whose oldest call misses its
+    deadline (frozen, restarting, its node lost) or that is gone (RayActorError) leaves, and its unanswered calls
+    go to the replicas left, in turn; the stage fails only when every replica has left. Every replica computes
+    a call alike, so which one answers changes nothing."""
+    sizes = list(sizes) if sizes is not None else [1] * len(calls)
+    queued: dict[int, deque[int]] = {r: deque() for r in range(len(replicas))}  # the live replicas' calls
+    pending: dict[Any, tuple[int, int]] = {}  # ref -> (call, replica)
     results: list = [None] * len(calls)
-    while pending:
-        (ref,), _ = ray.wait(list(pending), num_returns=1)
-        i = pending.pop(ref)
-        try:
-            results[i] = ray.get(ref)
-        except ray.exceptions.RayActorError as err:
-            attempts[i] += 1
-            if attempts[i] == len(replicas):
-                raise RuntimeError(f"every replica is gone ({str(err).splitlines()[0]})") from err
-            log.warning("a replica is gone (%s); its call goes to the next one", str(err).splitlines()[0])
-            pending[send(i, attempts[i])] = i
+    answered = [False] * len(calls)
+    oldest_since = {r: time.monotonic() for r in queued}
+    per_item_s: list[float] = []
+
+    def send(i: int, r: int) -> None:
+        method, args = calls[i]
+        pending[getattr(replicas[r], method).remote(*args)] = (i, r)
+        queued[r].append(i)
+
+    def leave(r: int, why: str) -> None:
+        calls_left = [i for i in queued.pop(r) if not answered[i]]
+        if not queued:
+            raise RuntimeError(f"every replica is gone ({why})")
+        log.warning("replica %d left this stage's calls (%s); its %d unanswered calls go to the others", r, why,
+                    len(calls_left))
+        for n, i in enumerate(calls_left):
+            send(i, sorted(queued)[n % len(queued)])
+
+    for i in range(len(calls)):
+        send(i, i % len(replicas))
+    while not all(answered):
+        now = time.monotonic()
+        due = {r: oldest_since[r] + patience.deadline(per_item_s, sizes[q[0]], len(queued) == 1)
+               for r, q in queued.items() if q}
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, min(due.values()) - now) if due else None)
+        if not ready:
+            late = min(due, key=due.__getitem__)
+            leave(late, f"no answer in {due[late] - oldest_since[late]:.0f} s")
             continue
-        if progress is not None:
-            progress.update(sizes[i] if sizes is not None else 1)
+        i, r = pending.pop(ready[0])
+        try:
+            value = ray.get(ready[0])
+        except ray.exceptions.RayActorError as err:
+            if r in queued:
+                leave(r, str(err).splitlines()[0])
+            continue
+        if r in queued:
+            queued[r].remove(i)
+            per_item_s.append((time.monotonic() - oldest_since[r]) / max(sizes[i], 1))
+            oldest_since[r] = time.monotonic()
+        if not answered[i]:  # a call sent twice counts once (its first answer)
+            results[i], answered[i] = value, True
+            if progress is not None:
+                progress.update(sizes[i])
     return results
 
 

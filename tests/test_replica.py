@@ -137,3 +137,31 @@ def test_a_call_whose_replica_is_gone_goes_to_the_next_and_with_none_left_the_st
     ray.kill(replicas[1], no_restart=True)
     with pytest.raises(RuntimeError, match="every replica is gone"):
         on_replicas(replicas, [("num_layers", ())])
+
+
+def test_a_frozen_replica_costs_a_stage_call_its_deadline_not_the_call_timeout(ray_local):
+    import time
+
+    from sweep.session import Patience, on_replicas
+
+    class Answerer:
+        """Echoes each batch; a frozen one never answers (a replica stopped, or restarting on a lost node)."""
+
+        def __init__(self, frozen: bool) -> None:
+            self.frozen = frozen
+
+        def echo(self, batch: list[int]) -> list[int]:
+            if self.frozen:
+                time.sleep(600)
+            return batch
+
+    replicas = [ray.remote(Answerer).options(num_cpus=0).remote(frozen) for frozen in (True, False)]
+    try:
+        started = time.monotonic()
+        calls = [("echo", ([i],)) for i in range(6)]
+        # Calls 0, 2 and 4 go to the frozen replica first; after its 2 s deadline they go to the other one.
+        assert on_replicas(replicas, calls, patience=Patience(floor_s=2, factor=4, last_s=600)) == [[i] for i in range(6)]
+        assert time.monotonic() - started < 60
+    finally:
+        for replica in replicas:
+            ray.kill(replica)

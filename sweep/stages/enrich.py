@@ -15,7 +15,7 @@ def enrich(session: Session) -> None:
     with Progress("enrich", len(selected), "explanations") as progress:
         continuations = fan_out(session.replicas, "generate",
                                 [prompts.enrichment(r["question"], r["answer"]) for r in selected], progress,
-                                cfg.generation.max_new_tokens, cfg.prompt.chat_template)
+                                cfg.generation.max_new_tokens, cfg.prompt.chat_template, patience=session.patience)
     rows = []
     for r, continuation in zip(selected, continuations):
         explanation, source = prompts.split_explanation(continuation)

@@ -24,7 +24,7 @@ def select(session: Session) -> None:
     check_context(session, [prompts.steered(q.question) for q in questions])
     with Progress("select", len(questions), "answers") as progress:
         texts = fan_out(session.replicas, "generate", [prompts.baseline(q.question) for q in questions], progress,
-                        cfg.generation.max_new_tokens, cfg.prompt.chat_template)
+                        cfg.generation.max_new_tokens, cfg.prompt.chat_template, patience=session.patience)
     grades = session.judge().grade([Item(q.question, q.answer, t) for q, t in zip(questions, texts)])
     rows = [{"prompt_id": q.prompt_id, "question": q.question, "answer": q.answer, "topic": q.topic,
              "answer_type": q.answer_type, "baseline_text": t, "baseline_grade": g}

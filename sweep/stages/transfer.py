@@ -64,11 +64,14 @@ def _steer_held(session: Session, selected: dict[int, dict], tuned: list[int],
     chat, sink = cfg.prompt.chat_template, cfg.steering.mean == "exclude_sink"
     questions = [selected[p]["question"] for p in held]
     with Progress("transfer", 3 * len(held), "answers and vectors") as progress:
+        patience = session.patience
         own = fan_out(replicas, "generate", [prompts.steered(q) for q in questions], progress,
-                      cfg.generation.max_new_tokens, chat)
-        question_vectors = fan_out(replicas, "reference_vectors", [(q, None) for q in questions], progress, chat, sink)
+                      cfg.generation.max_new_tokens, chat, patience=patience)
+        question_vectors = fan_out(replicas, "reference_vectors", [(q, None) for q in questions], progress, chat,
+                                   sink, patience=patience)
         answered = [a if a.strip() else None for a in own]
-        self_vectors = fan_out(replicas, "reference_vectors", list(zip(questions, answered)), progress, chat, sink)
+        self_vectors = fan_out(replicas, "reference_vectors", list(zip(questions, answered)), progress, chat, sink,
+                               patience=patience)
     silent = answered.count(None)
     if silent:
         print(f"transfer: {silent} of {len(held)} held-out prompts got an empty answer of the model's own; "
@@ -90,7 +93,7 @@ def _steer_held(session: Session, selected: dict[int, dict], tuned: list[int],
     batches = [jobs[i:i + cfg.cluster.max_batch] for i in range(0, len(jobs), cfg.cluster.max_batch)]
     with Progress("transfer", len(jobs), "trials") as progress:
         results = on_replicas(replicas, [("steer", (settings, [r for *_, r in batch])) for batch in batches],
-                              progress, [len(batch) for batch in batches])
+                              progress, [len(batch) for batch in batches], session.patience)
     outputs = [out for batch in results for out in batch]
     return [(setting, Answer(p, method, selected[p]["question"], selected[p]["answer"], out.text))
             for (setting, method, p, _), out in zip(jobs, outputs)]

@@ -38,7 +38,7 @@ def vectors(session: Session) -> None:
     items = [(r["question"], r["reference_text"]) for r in refs] + [(r["question"], None) for r in refs]
     with Progress("vectors", len(items), "vectors") as progress:
         means = fan_out(session.replicas, "reference_vectors", items, progress, cfg.prompt.chat_template,
-                        cfg.steering.mean == "exclude_sink")
+                        cfg.steering.mean == "exclude_sink", patience=session.patience)
     gold, prompt_means = dict(zip(ids, means[:len(ids)])), dict(zip(ids, means[len(ids):]))
     named = {f"gold/{p}": v.contiguous() for p, v in gold.items()}
     if "random" in cfg.controls:

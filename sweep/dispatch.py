@@ -14,23 +14,42 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 BACKOFF_S = (5.0, 600.0)  # first and longest time out of the pool after a miss
+RECENT = 256  # answered calls whose seconds per item set the deadline
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long a replica call may take before it goes to another replica: `factor` x the median seconds per
+    item of recent answers x its items, at least `floor_s` (cluster.attempt_floor_s / attempt_factor). The last
+    replica left gets `last_s` (cluster.call_timeout_s): with nowhere else to go, a slow answer beats none. The
+    rule of the tune stage's dispatch and of every other stage's calls (session.on_replicas)."""
+
+    floor_s: float = 300.0
+    factor: float = 4.0
+    last_s: float = 1800.0
+
+    def deadline(self, per_item_s: Sequence[float], size: int, last: bool = False) -> float:
+        expected = self.factor * statistics.median(per_item_s) * size if per_item_s else 0.0
+        return max(self.floor_s, expected, self.last_s if last else 0.0)
 
 
 class Dispatcher:
     """The pool's bookkeeping; every method is quick, so one actor serves every shard."""
 
-    def __init__(self, replicas: int, floor_s: float, factor: float) -> None:
+    def __init__(self, replicas: int, patience: Patience) -> None:
         self.queued = [0] * replicas
         self.out_until = [0.0] * replicas
         self.misses = [0] * replicas
-        self.floor_s, self.factor = floor_s, factor
-        self.per_trial_s: deque[float] = deque(maxlen=256)
+        self.patience = patience
+        self.per_trial_s: deque[float] = deque(maxlen=RECENT)
 
     def acquire(self, exclude: list[int], size: int) -> tuple[int, float] | None:
         """A replica for a batch of `size` and the attempt's deadline; None when every replica is excluded.
@@ -42,12 +61,7 @@ class Dispatcher:
         live = [i for i in candidates if self.out_until[i] <= now]
         chosen = min(live, key=lambda i: (self.queued[i], i)) if live else min(candidates, key=self.out_until.__getitem__)
         self.queued[chosen] += 1
-        return chosen, self.deadline(size)
-
-    def deadline(self, size: int) -> float:
-        if not self.per_trial_s:
-            return self.floor_s
-        return max(self.floor_s, self.factor * statistics.median(self.per_trial_s) * size)
+        return chosen, self.patience.deadline(self.per_trial_s, size)
 
     def release(self, replica: int, seconds: float | None, size: int) -> None:
         """A batch's end: answered in `seconds`, or missed (None: deadline passed, or the replica is gone)."""
@@ -66,12 +80,12 @@ class Dispatcher:
         return {"queued": list(self.queued), "out": [until > now for until in self.out_until]}
 
 
-def start_dispatcher(replicas: int, floor_s: float, factor: float) -> Any:
+def start_dispatcher(replicas: int, patience: Patience) -> Any:
     """Pinned to the driver's node, reserving nothing: it only counts. Anywhere else, losing that node would
     take it away mid-stage (calls to it retry while it restarts, but every shard would wait on it)."""
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     return ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, scheduling_strategy=here)(
-        Dispatcher).remote(replicas, floor_s, factor)
+        Dispatcher).remote(replicas, patience)
 
 
 def call_replicas(dispatcher: Any, replicas: list, settings: Any, requests: list, call_timeout_s: float) -> list:

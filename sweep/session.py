@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ from ray.util.placement_group import placement_group, placement_group_table, rem
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from .config import ClusterConfig, ModelConfig, SweepConfig, fingerprint, flatten
+from .dispatch import RECENT, Patience
 from .errors import SweepError
 from .health import STALL_AFTER_S, unschedulable
 from .http_judge import http_judge
@@ -283,22 +283,6 @@ class Session:
                 ray.shutdown()
 
 
-@dataclass(frozen=True)
-class Patience:
-    """How long a replica's oldest unanswered call may take: `factor` x the median seconds per item of the calls
-    answered so far x its items, at least `floor_s` (cluster.attempt_floor_s / attempt_factor, as the tune
-    stage's dispatch). The last replica left gets `last_s` (cluster.call_timeout_s): with nowhere else to go, a
-    slow answer beats none."""
-
-    floor_s: float = 300.0
-    factor: float = 4.0
-    last_s: float = 1800.0
-
-    def deadline(self, per_item_s: Sequence[float], size: int, last: bool) -> float:
-        expected = self.factor * statistics.median(per_item_s) * size if per_item_s else 0.0
-        return max(self.floor_s, expected, self.last_s if last else 0.0)
-
-
 def fan_out(replicas: list, method: str, items: Sequence, progress: Progress | None, *args: Any,
             patience: Patience = Patience()) -> list:
     """Split `items` into batches of BATCH over the replicas; results in order, progress as batches return."""
@@ -322,7 +306,7 @@ def on_replicas(replicas: list, calls: Sequence[tuple[str, tuple]], progress: Pr
     results: list = [None] * len(calls)
     answered = [False] * len(calls)
     oldest_since = {r: time.monotonic() for r in queued}
-    per_item_s: list[float] = []
+    per_item_s: deque[float] = deque(maxlen=RECENT)
 
     def send(i: int, r: int) -> None:
         method, args = calls[i]
@@ -335,8 +319,9 @@ def on_replicas(replicas: list, calls: Sequence[tuple[str, tuple]], progress: Pr
             raise RuntimeError(f"every replica is gone ({why})")
         log.warning("replica %d left this stage's calls (%s); its %d unanswered calls go to the others", r, why,
                     len(calls_left))
+        left = sorted(queued)
         for n, i in enumerate(calls_left):
-            send(i, sorted(queued)[n % len(queued)])
+            send(i, left[n % len(left)])
 
     for i in range(len(calls)):
         send(i, i % len(replicas))

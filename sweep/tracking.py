@@ -2,8 +2,9 @@
 
 One writer at a time: during the tune stage a `Tracker` in MLflow's live writer (a child process of the driver,
 fed by a Tune callback; each study is logged once it finishes), and after it has stopped the driver's own, by
-`sync` from the Parquet files, which are the source of truth. What a run already holds is read in bulk (`search_runs`, a page per 1,000 runs) and kept in tags, so a
-rerun of a finished sweep writes nothing and reads a few pages. The parent run's id is saved in the run
+`sync` from the Parquet files, which are the source of truth. What a run already holds is read in bulk
+(`search_runs`, a page per 1,000 runs) and kept in tags, so a rerun of a finished sweep writes nothing and reads
+a few pages. The parent run's id is saved in the run
 directory (mlflow_run.json): a run directory keeps its parent, and two directories with one config never share
 one. A failed command leaves no run RUNNING.
 """
@@ -84,7 +85,7 @@ class Tracker:
             experiment, artifact_location=location)
         self.sweep_id, self.run_id = sweep_id, run_id
         self.parent_id = self._parent(run_dir, ids_file)
-        self._known: dict[str, Child] | None = self._children()
+        self.children = self._children()
 
     def _parent(self, run_dir: Path, ids_file: Path) -> str:
         """The parent run saved in the run directory for this store; else one tagged with this directory's random
@@ -133,13 +134,6 @@ class Tracker:
             steps = int(tags.get(STEPS_TAG, 0)) if finished else self._logged_steps(run.info.run_id)
             children[key] = Child(run.info.run_id, steps, finished, "final.composite" in run.data.metrics)
         return children
-
-    @property
-    def children(self) -> dict[str, Child]:
-        """The parent's child runs by study, read on first use."""
-        if self._known is None:
-            self._known = self._children()
-        return self._known
 
     def _logged_steps(self, run_id: str) -> int:
         """1 + the last trial whose metrics are in the store (a trial's metrics are written in one call)."""

@@ -142,7 +142,8 @@ def test_a_call_whose_replica_is_gone_goes_to_the_next_and_with_none_left_the_st
 def test_a_frozen_replica_costs_a_stage_call_its_deadline_not_the_call_timeout(ray_local):
     import time
 
-    from sweep.session import Patience, on_replicas
+    from sweep.dispatch import Patience
+    from sweep.session import on_replicas
 
     class Answerer:
         """Echoes each batch; a frozen one never answers (a replica stopped, or restarting on a lost node)."""

@@ -26,6 +26,7 @@ from ray import tune
 
 from ..arms import arm_by_name, derangement, sweep_arms, vector_key
 from ..config import SweepConfig
+from ..dispatch import start_dispatcher
 from ..errors import SweepError
 from ..health import StallWatch
 from ..progress import Progress
@@ -33,7 +34,6 @@ from ..rundir import SCHEMAS, RunDir, read_rows, write_table, write_text_atomic
 from ..scoring import DEGENERATE_REPETITION
 from ..session import Session, num_layers, steer_settings, trial_resources
 from ..tracking import LiveLogger
-from ..dispatch import start_dispatcher
 from ..tuning import (StudySettings, append_round, budget, finished, latest_rows, parse_key, read_state_dir,
                       run_shard, shard_file, study_key)
 from ..weights import segment_bounds
@@ -143,7 +143,7 @@ def _run_shards(session: Session, settings: StudySettings, shards: list[list[str
     total = sum(budgets[k] for k in keys)
     done = sum(min(len(latest.get(k, [])), budgets[k]) for k in keys)
     best = {k: max(r["objective"] for r in latest[k]) for k in keys if latest.get(k)}
-    dispatcher = start_dispatcher(len(replicas), cfg.cluster.attempt_floor_s, cfg.cluster.attempt_factor)
+    dispatcher = start_dispatcher(len(replicas), session.patience)
     trainable = tune.with_resources(
         tune.with_parameters(run_shard, settings=settings, dispatcher=dispatcher, replicas=replicas),
         trial_resources(cfg.cluster))

@@ -303,7 +303,8 @@ def _ask_round(states: dict[str, StudyState], settings: StudySettings) -> list[A
             else:
                 alpha = gamma = [0.0] * settings.num_layers
             vector = vector_key(state.arm, state.prompt_id, settings.mismatch)
-            sampling = (settings.temperature, sample_seed(settings.seed, state.prompt_id, number)) if state.arm.sampled else None
+            sampling = ((settings.temperature, sample_seed(settings.seed, state.prompt_id, number))
+                        if state.arm.sampled else None)
             asked.append((key, trial, SteerRequest(state.prompt_id, vector, alpha, gamma, state.arm.in_context,
                                                    sampling)))
     return asked

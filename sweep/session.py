@@ -51,6 +51,10 @@ class Pool:
     def live(self) -> list:
         """The replicas whose resources are reserved, in slot order; one gone for good (killed without restart)
         is created again in its slot first."""
+        return [self.actors[i] for i in self.live_slots()]
+
+    def live_slots(self) -> list[int]:
+        """The slots of `live()`: the tune stage hands out all of `actors` and lets the others join later."""
         placed = [i for i, group in enumerate(self.groups) if is_placed(group)]
         for i in placed:
             try:
@@ -58,7 +62,7 @@ class Pool:
             except ValueError:  # a dead actor's name is free again
                 log.warning("%s-%d was gone for good: created again", self.role, i)
                 self.actors[i] = self.create(i)
-        return [self.actors[i] for i in placed]
+        return placed
 
 
 def replica_count(requested: int | str, on_gpu: bool, gpus_per_replica: float, nodes: list[dict]) -> int:

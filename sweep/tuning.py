@@ -57,7 +57,6 @@ class StudySettings:
     num_layers: int
     segments: list[tuple[int, int]]
     steer: SteerSettings  # what the replicas need to run a trial
-    call_timeout_s: float
     in_flight: int
     objective: str  # scoring.objective
     state_dir: str  # DIR/tune/state: one file per shard
@@ -261,8 +260,7 @@ def run_shard(config: dict[str, Any], settings: StudySettings, dispatcher: Any, 
         if not asked:
             return
         with clock("replica_call"):
-            outputs = call_replicas(dispatcher, replicas, settings.steer, [request for _, _, request in asked],
-                                    settings.call_timeout_s)
+            outputs = call_replicas(dispatcher, replicas, settings.steer, [request for _, _, request in asked])
         with clock("optuna"):
             rows = [_tell(states[key], trial, request.vector, out, settings)
                     for (key, trial, request), out in zip(asked, outputs)]

@@ -1,14 +1,17 @@
 """The tune stage's dispatch and resume on a real local Ray cluster, Tune and Optuna, with stand-in models
 (a frozen replica cannot be made of a real one on demand; the batches are what is tested, not the texts):
 - a frozen replica costs the sweep its per-attempt deadline, not cluster.call_timeout_s;
+- a replica whose resources appear mid-tune (cluster.min_replicas) takes batches in that same stage;
 - a sweep stopped mid-tune and resumed sends exactly the uninterrupted run's batches;
 - failed.json is written before the Parquet files.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +56,20 @@ class RecordingModel(ZeroCostModel):
             raise RuntimeError("stopped")
         with open(self.log, "a") as out:
             out.write(json.dumps([[r.prompt_id, r.vector, r.alpha[0]] for r in requests]) + "\n")
+        return super().steer(settings, requests)
+
+
+class SlowNamedModel(ZeroCostModel):
+    """Takes `seconds` a batch and appends the name of the replica that answered it to a file."""
+
+    def __init__(self, log: str, seconds: float) -> None:
+        super().__init__()
+        self.log, self.seconds = log, seconds
+
+    def steer(self, settings, requests):  # noqa: ANN001, ANN201
+        time.sleep(self.seconds)
+        with open(self.log, "a") as out:
+            out.write(ray.get_runtime_context().get_actor_name() + "\n")
         return super().steer(settings, requests)
 
 
@@ -105,6 +122,36 @@ def test_a_frozen_replica_costs_its_deadline_not_the_call_timeout(tmp_path, loca
     assert (run.root / "trials.parquet").exists() and not run.tune_failed.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.faults
+def test_a_replica_placed_mid_tune_takes_batches_in_that_stage(tmp_path, local_ray):
+    """Room for one replica of two at start (min_replicas=1); once replica-0 has answered 3 batches, room for the
+    second appears. Before, it served only from the next stage's calls."""
+    answers = tmp_path / "answers.log"
+    blocker = ray.util.placement_group([{"CPU": ray.available_resources()["CPU"] - 0.25}])
+    ray.get(blocker.ready(), timeout=120)
+    removed = threading.Event()
+
+    def make_room() -> None:
+        while not (answers.exists() and len(answers.read_text().split()) >= 3):
+            time.sleep(0.1)
+        ray.util.remove_placement_group(blocker)
+        removed.set()
+
+    threading.Thread(target=make_room, daemon=True).start()
+    cfg, run = make_run(tmp_path / "run", 16, "cluster.num_replicas=2", "cluster.min_replicas=1",
+                        "cluster.trial_cpus=0")
+    try:
+        run_tune(cfg, run, functools.partial(SlowNamedModel, str(answers), 0.5))
+    finally:
+        if not removed.is_set():
+            ray.util.remove_placement_group(blocker)
+    answered = answers.read_text().split()
+    assert removed.is_set() and set(answered[:3]) == {"replica-0"}
+    assert answered.count("replica-1") >= 3, f"replica-1 answered {answered.count('replica-1')} of {len(answered)}"
+    assert (run.root / "trials.parquet").exists() and not run.tune_failed.exists()
+
+
 def batches(log: Path) -> list[str]:
     return sorted(log.read_text().splitlines())
 
@@ -112,8 +159,6 @@ def batches(log: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.faults
 def test_a_resumed_sweep_sends_the_uninterrupted_runs_batches(tmp_path, local_ray):
-    import functools
-
     straight, resumed = tmp_path / "straight.jsonl", tmp_path / "resumed.jsonl"
     cfg, run = make_run(tmp_path / "a", 4, "cluster.num_replicas=1")
     run_tune(cfg, run, functools.partial(RecordingModel, str(straight)))

@@ -24,7 +24,7 @@ def settings(tmp_path, trials: int = 5, in_flight: int = 1, space: str = "paper"
     return StudySettings(trials=trials, seed=0, alpha=(0.01, 1.0), gamma=(0.01, 1.0), space=space,
                          strength=(0.05, 20.0), temperature=0.7, num_layers=4,
                          segments=[(0, 1), (1, 3), (3, 4)], steer=SteerSettings("", "", 1, False, False, True, False, 8),
-                         call_timeout_s=5.0, in_flight=in_flight, objective="paper", state_dir=str(tmp_path))
+                         in_flight=in_flight, objective="paper", state_dir=str(tmp_path))
 
 
 def rows_of(key: str, count: int, params: list[dict] | None = None) -> list[dict]:

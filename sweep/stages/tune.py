@@ -70,8 +70,7 @@ def study_settings(session: Session, mismatch: dict[int, int]) -> StudySettings:
         strength=(cfg.search.strength_low, cfg.search.strength_high),
         temperature=cfg.generation.sampled_temperature, num_layers=layers,
         segments=segment_bounds(layers, list(cfg.steering.segment_starts)),
-        steer=steer_settings(cfg, run, run.vectors.name), call_timeout_s=cfg.cluster.call_timeout_s,
-        in_flight=cfg.search.in_flight, objective=cfg.scoring.objective, state_dir=str(run.tune_state),
+        steer=steer_settings(cfg, run, run.vectors.name), in_flight=cfg.search.in_flight, objective=cfg.scoring.objective, state_dir=str(run.tune_state),
         mismatch=mismatch)
 
 
@@ -137,15 +136,16 @@ def plan_shards(state_dir: Path, keys: Sequence[str], size: int, latest: dict[st
 def _run_shards(session: Session, settings: StudySettings, shards: list[list[str]], latest: dict[str, list[dict]],
                 budgets: dict[str, int], live: LiveLogger) -> dict[str, float]:
     cfg, run = session.cfg, session.run
-    replicas = session.replicas
+    pool = session.pool()
+    serving = pool.live_slots()  # the others join the dispatch when they are placed
     attempt = len(list(run.tune_storage.glob("attempt-*"))) + 1
     keys = [k for shard in shards for k in shard]
     total = sum(budgets[k] for k in keys)
     done = sum(min(len(latest.get(k, [])), budgets[k]) for k in keys)
     best = {k: max(r["objective"] for r in latest[k]) for k in keys if latest.get(k)}
-    dispatcher = start_dispatcher(len(replicas), session.patience)
+    dispatcher = start_dispatcher(pool.actors, pool.groups, serving, session.patience)
     trainable = tune.with_resources(
-        tune.with_parameters(run_shard, settings=settings, dispatcher=dispatcher, replicas=replicas),
+        tune.with_parameters(run_shard, settings=settings, dispatcher=dispatcher, replicas=pool.actors),
         trial_resources(cfg.cluster))
     left = sum(not finished(k, latest.get(k), settings.trials) for k in keys)
     log.info("tune: %d studies left in %d shard%s of up to %d (attempt %d)", left, len(shards),
@@ -156,8 +156,8 @@ def _run_shards(session: Session, settings: StudySettings, shards: list[list[str
         tuner = tune.Tuner(
             trainable,
             param_space={"studies": tune.grid_search(shards)},
-            # Two shards per replica: while one's batch runs, the other's is queued behind it.
-            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=2 * len(replicas)),
+            # Two shards per replica, counting those yet to join: while one's batch runs, the other's is queued.
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=2 * len(pool.actors)),
             run_config=tune.RunConfig(
                 name=f"attempt-{attempt}", storage_path=str(run.tune_storage.resolve()),
                 verbose=1 if session.verbose else 0, failure_config=tune.FailureConfig(max_failures=2),

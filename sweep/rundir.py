@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,11 @@ class RunDir:
         return self.root / "mlflow_run.json"
 
     @property
+    def mlflow_synced(self) -> Path:
+        """What the last complete MLflow sync saw of this directory, per store (runner.sync_tracking)."""
+        return self.root / "mlflow_synced.json"
+
+    @property
     def report(self) -> Path:
         return self.root / "report.md"
 
@@ -176,9 +182,18 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def write_table(path: Path, rows: list[dict], schema: pa.Schema) -> None:
-    table = pa.Table.from_pylist(rows, schema=schema)
+    write_arrow(path, pa.Table.from_pylist(rows, schema=schema))
+
+
+def write_arrow(path: Path, table: pa.Table) -> None:
     _atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_rows(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
+
+
+def iter_rows(path: Path, batch: int = 10_000) -> Iterator[dict]:
+    """A Parquet file's rows in order, a batch at a time in memory (trials.parquet of a full sweep: 160,000)."""
+    for record_batch in pq.ParquetFile(path).iter_batches(batch_size=batch):
+        yield from record_batch.to_pylist()

@@ -11,6 +11,7 @@ one. A failed command leaves no run RUNNING.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import multiprocessing
@@ -18,7 +19,6 @@ import os
 import queue
 import resource
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,11 +180,10 @@ class Tracker:
             child.finished = True
 
     def sync_trials(self, rows: Iterable[Mapping[str, object]], budgets: Mapping[str, int]) -> None:
-        """Bring MLflow up to date with trials.parquet; studies already complete there cost no call."""
-        by_study: dict[str, list] = defaultdict(list)
-        for row in rows:
-            by_study[study_key(int(row["prompt_id"]), str(row["method"]))].append(row)
-        for key, study_rows in by_study.items():
+        """Bring MLflow up to date with trials.parquet's rows, each study's together (the file's order); studies
+        already complete there cost no call."""
+        for key, group in itertools.groupby(rows, lambda row: study_key(int(row["prompt_id"]), str(row["method"]))):
+            study_rows = list(group)
             child = self.children.get(key)
             if child is None or child.steps < len(study_rows) or (not child.finished and child.steps >= budgets[key]):
                 self.log_study(key, study_rows, budgets[key])

@@ -227,10 +227,6 @@ def read_state_dir(state_dir: Path) -> tuple[dict[str, list[dict]], dict[Path, d
     return latest, held
 
 
-def latest_rows(state_dir: Path) -> dict[str, list[dict]]:
-    return read_state_dir(state_dir)[0]
-
-
 class CpuClock:
     """CPU seconds of the calling thread per component (the orchestration bench's cost table)."""
 

@@ -181,7 +181,46 @@ def test_failed_json_is_written_before_the_parquet_files(tmp_path, monkeypatch):
     def killed(*args, **kwargs):  # noqa: ANN002, ANN003
         raise KeyboardInterrupt  # the kill, between the first file and the next
 
-    monkeypatch.setattr(tune_module, "write_table", killed)
+    monkeypatch.setattr(tune_module, "write_arrow", killed)
     with pytest.raises(KeyboardInterrupt):
         tune_module._write_results(run, ["0/full", "1/full"], 3)
     assert json.loads(run.tune_failed.read_text()) == ["0/full", "1/full"]
+
+
+def test_the_results_are_each_finished_studys_longest_history_best_first_by_the_selection_rule(tmp_path):
+    """_write_results streams the state files into Arrow; it writes what the plain rule gives from every study's
+    rows as Python objects: the longest history over the files (a study regrouped after a resume under another
+    cluster.max_batch sits in two), finished studies only, sorted; best by best_trials."""
+    import random
+
+    import pyarrow.parquet as pq
+
+    from sweep.stages.tune import best_trials
+
+    _, run = make_run(tmp_path / "run", 3)
+    run.tune_state.mkdir(parents=True)
+    draw = random.Random(0)
+
+    def trial_rows(prompt_id: int, arm: str, count: int) -> list[dict]:
+        return [{"prompt_id": prompt_id, "method": arm, "trial": t, "text": f"{arm} {t}", "overlap": draw.random(),
+                 "perplexity": 10.0, "repetition": draw.choice([0.0, 0.9]), "objective": draw.random(),
+                 "seconds": draw.random(), "alpha_all": draw.random(), "gamma_all": 1.0} for t in range(count)]
+
+    histories = {"0/full": trial_rows(0, "full", 3), "0/segmented": trial_rows(0, "segmented", 3),
+                 "1/full": trial_rows(1, "full", 3), "2/full": trial_rows(2, "full", 2)}  # 2/full unfinished
+    old = ["0/full", "0/segmented", "1/full", "2/full"]
+    append_round(shard_file(run.tune_state, old), [r for k in old for r in histories[k][:1]])
+    new = ["1/full", "2/full"]  # regrouped: 1/full's longer history is in the new file only
+    append_round(shard_file(run.tune_state, new), [r for k in new for r in histories[k]])
+    append_round(shard_file(run.tune_state, old), [r for k in old[:2] for r in histories[k][1:]])
+    keys = list(histories)
+    with pytest.raises(SweepError, match="1 of 4 studies did not finish"):
+        tune_module._write_results(run, keys, 3)
+    expected = sorted((r for k in keys[:3] for r in histories[k]), key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
+    trials = pq.read_table(run.table("trials")).to_pylist()
+    assert trials == [{k: r.get(k) for k in trials[0]} for r in expected]
+    best = pq.read_table(run.table("best")).to_pylist()
+    assert best == [{k: r.get(k) for k in best[0]} for r in best_trials(expected)]
+    assert pq.read_table(run.table("timings")).to_pylist() == [
+        {k: r[k] for k in ("prompt_id", "method", "trial", "seconds")} for r in expected]
+    assert json.loads(run.tune_failed.read_text()) == ["2/full"]

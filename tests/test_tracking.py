@@ -113,3 +113,57 @@ def test_no_run_is_left_running_after_a_command(tmp_path, ok):
     statuses = {r.data.tags.get("fusion_steering.prompt_id", "parent"): r.info.status
                 for r in client.search_runs([track.experiment_id])}
     assert statuses == {"parent": "FINISHED" if ok else "FAILED", "0": "FINISHED", "1": "KILLED"}
+
+
+def test_a_successful_rerun_of_an_unchanged_directory_reads_nothing_back(tmp_path, monkeypatch):
+    """The final sync of a finished sweep reads every child run back (half a minute at 40,000 studies); with the
+    receipt of the last complete sync it reads nothing, unless a file changed, the command failed or the store
+    lost the parent."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import CONF
+    from sweep.config import compose
+    from sweep.session import Session
+    from sweep.stages.runner import sync_tracking
+
+    cfg = compose(CONF / "smoke.yaml", [f"search.trials={BUDGET}", "search.methods=[full]", "controls=[]"])
+    run = RunDir(tmp_path / "run")
+    run.prepare(cfg)
+    pq.write_table(pa.Table.from_pylist(rows(0, "full") + rows(1, "full")), run.table("trials"))
+    searches: list[str] = []
+    original = MlflowClient.search_runs
+    monkeypatch.setattr(MlflowClient, "search_runs",
+                        lambda self, *a, **k: (searches.append(a[1] if len(a) > 1 else ""), original(self, *a, **k))[1])
+
+    def command(ok: bool = True) -> Session:
+        session = Session(cfg, run)
+        sync_tracking(session, ok)
+        session.close(ok)
+        return session
+
+    command()
+    assert searches and run.mlflow_synced.exists()
+    searches.clear()
+    assert command()._tracker is None and searches == []  # nothing read, nothing written
+
+    command(ok=False)  # a failed command syncs in full (and leaves its parent FAILED)
+    assert searches
+    searches.clear()
+    command()  # ... so the next successful one does too, and marks the parent FINISHED
+    assert searches
+    searches.clear()
+
+    pq.write_table(pa.Table.from_pylist(rows(0, "full") + rows(1, "full") + rows(2, "full")), run.table("trials"))
+    command()
+    uri = Session(cfg, run).tracking_uri
+    client = MlflowClient(uri)
+    children = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id],
+                                  "tags.`fusion_steering.prompt_id` = '2'")
+    assert searches and len(children) == 1 and children[0].info.status == "FINISHED"
+    searches.clear()
+
+    parent = json.loads(run.mlflow_ids.read_text())[uri]
+    client.delete_run(parent)  # the parent gone from the store (deleted in the UI, a store wiped): made again
+    command()
+    assert searches and json.loads(run.mlflow_ids.read_text())[uri] != parent

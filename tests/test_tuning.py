@@ -10,7 +10,7 @@ from optuna.distributions import FloatDistribution
 from sweep.messages import SteerSettings
 from sweep.weights import stored_params
 from sweep.stages.tune import plan_shards
-from sweep.tuning import (N_STARTUP, StudySettings, append_round, latest_rows, new_state, new_study, read_shard,
+from sweep.tuning import (N_STARTUP, StudySettings, append_round, new_state, new_study, read_shard,
                           read_state_dir, replay, shard_file, startup_params, trial_params)
 
 SPACES = {
@@ -92,7 +92,7 @@ def test_regrouping_under_a_smaller_batch_carries_each_studys_history(tmp_path):
     assert shards == [["0/full", "0/prompt_only"], ["0/segmented", "1/full"]]
     assert {k: len(v) for k, v in read_shard(shard_file(tmp_path, shards[1])).items()} == {"0/segmented": 1, "1/full": 1}
     append_round(shard_file(tmp_path, shards[1]), [r | {"trial": 1} for r in rows_of("1/full", 1)])
-    assert {k: len(v) for k, v in latest_rows(tmp_path).items()} == {
+    assert {k: len(v) for k, v in read_state_dir(tmp_path)[0].items()} == {
         "0/full": 1, "0/prompt_only": 1, "0/segmented": 1, "1/full": 2}
 
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import ray
 from ray import tune
 
@@ -30,17 +31,16 @@ from ..dispatch import start_dispatcher
 from ..errors import SweepError
 from ..health import StallWatch
 from ..progress import Progress
-from ..rundir import SCHEMAS, RunDir, read_rows, write_table, write_text_atomic
+from ..rundir import SCHEMAS, RunDir, read_rows, write_arrow, write_text_atomic
 from ..scoring import DEGENERATE_REPETITION
 from ..session import Session, num_layers, steer_settings, trial_resources
 from ..tracking import LiveLogger
-from ..tuning import (StudySettings, append_round, budget, finished, latest_rows, parse_key, read_state_dir,
+from ..tuning import (StudySettings, append_round, budget, finished, parse_key, read_shard, read_state_dir,
                       run_shard, shard_file, study_key)
 from ..weights import segment_bounds
 from .vectors import check_vectors
 
 log = logging.getLogger(__name__)
-TRIAL_KEYS = [name for name in SCHEMAS["trials"].names]
 
 
 class ShardProgress(tune.Callback):
@@ -179,26 +179,46 @@ def _killed_after(actor: Any) -> Iterator[None]:
         ray.kill(actor)
 
 
+FILE = "_state_file"  # which state file a row came from, while the latest history of each study is picked
+STATE = pa.schema([*SCHEMAS["trials"], SCHEMAS["timings"].field("seconds"), pa.field(FILE, pa.int64())])
+ORDER = [("prompt_id", "ascending"), ("method", "ascending"), ("trial", "ascending")]
+
+
 def _write_results(run: RunDir, keys: list[str], trials: int) -> None:
     """trials/best/timings of every finished study, from the state files; the unfinished ones are named and the
     stage fails, so a rerun runs only those. failed.json goes first: a kill between it and the Parquet files
-    leaves the stage not done, never a partial stage that looks done."""
-    latest = latest_rows(run.tune_state)
-    done = [k for k in keys if finished(k, latest.get(k), trials)]
-    finished_keys = set(done)
-    failed = [k for k in keys if k not in finished_keys]
+    leaves the stage not done, never a partial stage that looks done. One state file at a time into Arrow: the
+    driver never holds the sweep's trials as Python objects (~3 KB a trial)."""
+    tables, bests, longest = [], [], {}
+    for index, path in enumerate(sorted(run.tune_state.glob("*.jsonl"))):
+        shard = read_shard(path)
+        for key, rows in shard.items():
+            if len(rows) > longest.get(key, (0, -1))[0]:
+                longest[key] = (len(rows), index)
+        tables.append(pa.Table.from_pylist([{**r, FILE: index} for rows in shard.values() for r in rows], STATE))
+        bests.append(pa.Table.from_pylist([{**r, FILE: index} for key, rows in shard.items()
+                                           if finished(key, rows, trials) for r in best_trials(rows)], STATE))
+    done = {k: longest[k][1] for k in keys  # study -> the file of its longest history, if that one is complete
+            if longest.get(k, (0, -1))[0] >= budget(arm_by_name(parse_key(k)[1]), trials)}
+    failed = [k for k in keys if k not in done]
     if failed:
         write_text_atomic(run.tune_failed, json.dumps(failed))
-    rows = sorted((row for k in done for row in latest[k]),
-                  key=lambda r: (r["prompt_id"], r["method"], r["trial"]))
-    write_table(run.table("trials"), [{k: r.get(k) for k in TRIAL_KEYS} for r in rows], SCHEMAS["trials"])
-    write_table(run.table("best"), [{k: r.get(k) for k in TRIAL_KEYS} for r in best_trials(rows)], SCHEMAS["best"])
-    write_table(run.table("timings"), [{k: r[k] for k in SCHEMAS["timings"].names} for r in rows], SCHEMAS["timings"])
+    table = _latest(pa.concat_tables(tables) if tables else STATE.empty_table(), done)
+    write_arrow(run.table("trials"), table.select(SCHEMAS["trials"].names))
+    write_arrow(run.table("best"), _latest(pa.concat_tables(bests) if bests else STATE.empty_table(), done)
+                .select(SCHEMAS["best"].names))
+    write_arrow(run.table("timings"), table.select(SCHEMAS["timings"].names))
     if failed:
         raise SweepError(f"{len(failed)} of {len(keys)} studies did not finish (Tune's errors are under "
                          f"{run.tune_storage}): {', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}. "
                          f"The {len(done)} finished ones are in trials.parquet; rerun the command to run the rest")
-    run.tune_failed.unlink(missing_ok=True)
+
+
+def _latest(table: pa.Table, done: dict[str, int]) -> pa.Table:
+    """The rows of finished studies that come from their longest history's file, in (prompt, arm, trial) order."""
+    wanted = [done.get(study_key(p, m)) == f for p, m, f in zip(
+        table["prompt_id"].to_pylist(), table["method"].to_pylist(), table[FILE].to_pylist())]
+    return table.filter(pa.array(wanted, pa.bool_())).sort_by(ORDER)
 
 
 def best_trials(rows: Sequence[dict]) -> list[dict]:

@@ -104,6 +104,7 @@ def measure(cfg: SweepConfig, prompts: int, root: Path) -> dict[str, Any]:
     started = time.perf_counter()
     costs = tune_stage(session)
     wall = time.perf_counter() - started
+    tune_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     driver_s, replicas_s = driver_cpu_s() - driver_before, replicas_cpu_s(replicas) - replicas_before
     started = time.perf_counter()
     sync_tracking(session)
@@ -116,6 +117,7 @@ def measure(cfg: SweepConfig, prompts: int, root: Path) -> dict[str, Any]:
     trials = prompts * sum(budget(arm, cfg.search.trials) for arm in arms)
     return {"prompts": prompts, "studies": len(arms) * prompts, "trials": trials, "wall_s": wall,
             "trials_per_s": trials / wall,
+            "driver_peak_rss_tune_mb": tune_rss,
             "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "run_dir_mb": sum(f.stat().st_size for f in run.root.rglob("*") if f.is_file()) / 2 ** 20,
             "mlflow_sync_s": sync, "rerun_noop_s": rerun,
@@ -160,10 +162,12 @@ def projection(components: dict[str, dict], head_cores: int) -> dict[str, float]
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
-    lines = ["prompts  studies   trials   wall s  trials/s  driver MB  run dir MB  MLflow sync s  no-op rerun s"]
+    lines = ["Driver MB: the driver's peak RSS after the tune stage / after the MLflow sync and the rerun.",
+             "prompts  studies   trials   wall s  trials/s  driver MB  run dir MB  MLflow sync s  no-op rerun s"]
     for r in result["orchestration"]:
         lines.append(f"{r['prompts']:7d} {r['studies']:8d} {r['trials']:8d} {r['wall_s']:8.1f} {r['trials_per_s']:9.1f} "
-                     f"{r['driver_peak_rss_mb']:10.0f} {r['run_dir_mb']:11.1f} {r['mlflow_sync_s']:14.1f} "
+                     f"{r['driver_peak_rss_tune_mb']:5.0f}/{r['driver_peak_rss_mb']:<5.0f}"
+                     f"{r['run_dir_mb']:11.1f} {r['mlflow_sync_s']:14.1f} "
                      f"{r['rerun_noop_s']:14.1f}")
     largest = result["orchestration"][-1]
     lines += ["", f"CPU per trial at {largest['prompts']} prompts (microseconds), by component and the process that "

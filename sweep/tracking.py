@@ -19,7 +19,7 @@ import os
 import queue
 import resource
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,8 +98,8 @@ class Tracker:
         if parent is None:
             query = (f"tags.`{SWEEP_TAG}` = '{self.sweep_id}' and tags.`{RUN_ID_TAG}` = '{self.run_id}' "
                      f"and tags.`{ROLE_TAG}` = 'sweep'")
-            found = self._search(query)
-            parent = found[0].info.run_id if found else self.client.create_run(
+            found = next(self._search(query), None)
+            parent = found.info.run_id if found else self.client.create_run(
                 self.experiment_id, run_name=run_dir.name,
                 tags={SWEEP_TAG: self.sweep_id, RUN_DIR_TAG: str(run_dir), RUN_ID_TAG: self.run_id,
                       ROLE_TAG: "sweep"}).info.run_id
@@ -113,14 +113,15 @@ class Tracker:
         except MlflowException:
             return False
 
-    def _search(self, query: str) -> list:
-        runs, token = [], None
+    def _search(self, query: str) -> Iterator[Any]:
+        """The runs that match, a page of 1,000 at a time in memory (a sweep's children: 40,000 runs)."""
+        token = None
         while True:
             page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
-            runs += list(page)
+            yield from page
             token = page.token
             if not token:
-                return runs
+                return
 
     def _children(self) -> dict[str, Child]:
         """The parent's child runs, one search for all. A FINISHED child has every step; for any other the steps

@@ -49,14 +49,16 @@ class Dispatcher:
     """The pool's bookkeeping; every method is quick, so one actor serves every shard. Slot i is replica i of
     the pool; only the slots in `serving` are handed out."""
 
-    def __init__(self, replicas: list, groups: list, serving: list[int], patience: Patience) -> None:
-        self.replicas, self.groups = replicas, groups
+    def __init__(self, names: list[str], groups: list, serving: list[int], patience: Patience) -> None:
+        # Replicas by name, not handle: handles among an actor's constructor arguments could be gone when it
+        # restarts (ray-project/ray#53727).
+        self.names, self.groups = names, groups
         self.serving = set(serving)
         self.loading: dict[int, Any] = {}  # slot -> its model-loaded call, once its group is placed
         self.checked = 0.0
-        self.queued = [0] * len(replicas)
-        self.out_until = [0.0] * len(replicas)
-        self.misses = [0] * len(replicas)
+        self.queued = [0] * len(names)
+        self.out_until = [0.0] * len(names)
+        self.misses = [0] * len(names)
         self.patience = patience
         self.per_trial_s: deque[float] = deque(maxlen=RECENT)
 
@@ -79,15 +81,18 @@ class Dispatcher:
         """Slots whose group got placed since the stage began serve once their model answers (a call sent to a
         replica still loading would spend its deadline on the load)."""
         now = time.monotonic()
-        if now - self.checked < JOIN_CHECK_S or len(self.serving) == len(self.replicas):
+        if now - self.checked < JOIN_CHECK_S or len(self.serving) == len(self.names):
             return
         self.checked = now
-        for slot in range(len(self.replicas)):
+        for slot in range(len(self.names)):
             if slot in self.serving:
                 continue
             if slot not in self.loading:
                 if placement_group_table(self.groups[slot])["state"] == "CREATED":
-                    self.loading[slot] = self.replicas[slot].num_layers.remote()
+                    try:
+                        self.loading[slot] = ray.get_actor(self.names[slot]).num_layers.remote()
+                    except ValueError:  # gone for good: the driver creates it again before the next stage
+                        continue
             elif ray.wait([self.loading[slot]], timeout=0)[0]:
                 del self.loading[slot]  # an error (it died loading) shows as misses once it serves
                 self.serving.add(slot)
@@ -110,12 +115,12 @@ class Dispatcher:
                 "serving": sorted(self.serving)}
 
 
-def start_dispatcher(replicas: list, groups: list, serving: list[int], patience: Patience) -> Any:
+def start_dispatcher(names: list[str], groups: list, serving: list[int], patience: Patience) -> Any:
     """Pinned to the driver's node, reserving nothing: it only counts. Anywhere else, losing that node would
     take it away mid-stage (calls to it retry while it restarts, but every shard would wait on it)."""
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     return ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, scheduling_strategy=here)(
-        Dispatcher).remote(replicas, groups, serving, patience)
+        Dispatcher).remote(names, groups, serving, patience)
 
 
 def call_replicas(dispatcher: Any, replicas: list, settings: Any, requests: list) -> list:

@@ -224,3 +224,6 @@ def test_the_results_are_each_finished_studys_longest_history_best_first_by_the_
     assert pq.read_table(run.table("timings")).to_pylist() == [
         {k: r[k] for k in ("prompt_id", "method", "trial", "seconds")} for r in expected]
     assert json.loads(run.tune_failed.read_text()) == ["2/full"]
+    append_round(shard_file(run.tune_state, new), trial_rows(2, "full", 3)[2:])  # the rerun finishes 2/full
+    tune_module._write_results(run, keys, 3)
+    assert not run.tune_failed.exists() and len(pq.read_table(run.table("best"))) == 4

@@ -143,7 +143,8 @@ def _run_shards(session: Session, settings: StudySettings, shards: list[list[str
     total = sum(budgets[k] for k in keys)
     done = sum(min(len(latest.get(k, [])), budgets[k]) for k in keys)
     best = {k: max(r["objective"] for r in latest[k]) for k in keys if latest.get(k)}
-    dispatcher = start_dispatcher(pool.actors, pool.groups, serving, session.patience)
+    dispatcher = start_dispatcher([f"{pool.role}-{i}" for i in range(len(pool.actors))], pool.groups, serving,
+                                  session.patience)
     trainable = tune.with_resources(
         tune.with_parameters(run_shard, settings=settings, dispatcher=dispatcher, replicas=pool.actors),
         trial_resources(cfg.cluster))
@@ -208,6 +209,8 @@ def _write_results(run: RunDir, keys: list[str], trials: int) -> None:
     write_arrow(run.table("best"), _latest(pa.concat_tables(bests) if bests else STATE.empty_table(), done)
                 .select(SCHEMAS["best"].names))
     write_arrow(run.table("timings"), table.select(SCHEMAS["timings"].names))
+    if not failed:
+        run.tune_failed.unlink(missing_ok=True)  # an earlier attempt's list: the stage is done now
     if failed:
         raise SweepError(f"{len(failed)} of {len(keys)} studies did not finish (Tune's errors are under "
                          f"{run.tune_storage}): {', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}. "

@@ -263,10 +263,11 @@ def run_shard(config: dict[str, Any], settings: StudySettings, dispatcher: Any, 
         with clock("state_write"):
             append_round(path, rows)
         told = sorted({study_key(row["prompt_id"], row["method"]) for row in rows})
-        # Small results: Tune keeps the last one of every trial in its experiment state.
+        # Small results: Tune keeps the last one of every trial in its experiment state. Objectives as pairs, not
+        # a dict: Tune would flatten a dict into one metric per study and keep running statistics of each.
         with clock("tune_report"):
             tune.report({"trials_done": len(rows), "state_file": str(path),
-                         "objectives": {k: max(r["objective"] for r in states[k].rows) for k in told},
+                         "objectives": [[k, max(r["objective"] for r in states[k].rows)] for k in told],
                          "finished": [k for k in told if finished(k, states[k].rows, settings.trials)],
                          "cpu": dict(clock.seconds), "pid": os.getpid(), "process_cpu_s": time.process_time()})
 

@@ -57,7 +57,7 @@ class ShardProgress(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
         self.shard_cpu[trial.trial_id] = result["cpu"]
         self.process_cpu[result["pid"]] = max(self.process_cpu.get(result["pid"], 0.0), result["process_cpu_s"])
-        self.best.update(result["objectives"])
+        self.best.update(dict(result["objectives"]))
         self.progress.update(result["trials_done"], f"best mean objective {statistics.fmean(self.best.values()):.3f}")
 
 

@@ -4,6 +4,7 @@ that trial gives alone, and the run's vectors are loaded once however many calls
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 
 import pytest
@@ -125,16 +126,29 @@ def test_a_replica_given_a_gpu_without_cuda_refuses_to_run_on_its_cpu():
         ReplicaModel(cfg, locate(cfg, CONF), 1)
 
 
+def kill_for_good(actor) -> None:  # noqa: ANN001 - a Ray actor handle
+    """ray.kill returns before the actor is dead: a call sent at once can still be answered (a flaky test)."""
+    ray.kill(actor, no_restart=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ray.get(actor.num_layers.remote(), timeout=30)
+        except ray.exceptions.RayActorError:
+            return
+        assert time.monotonic() < deadline, "the killed actor still answers"
+        time.sleep(0.1)
+
+
 def test_a_call_whose_replica_is_gone_goes_to_the_next_and_with_none_left_the_stage_fails(ray_local):
     from sweep.orchestration import ZeroCostModel
     from sweep.session import on_replicas
 
     replicas = [ray.remote(Replica).options(max_restarts=0).remote(ZeroCostModel) for _ in range(2)]
     assert on_replicas(replicas, [("num_layers", ())] * 4) == [ZeroCostModel.num_layers] * 4
-    ray.kill(replicas[0], no_restart=True)
+    kill_for_good(replicas[0])
     # Calls 0 and 2 are sent to the dead replica first: they are answered by the survivor.
     assert on_replicas(replicas, [("num_layers", ())] * 4) == [ZeroCostModel.num_layers] * 4
-    ray.kill(replicas[1], no_restart=True)
+    kill_for_good(replicas[1])
     with pytest.raises(RuntimeError, match="every replica is gone"):
         on_replicas(replicas, [("num_layers", ())])
 

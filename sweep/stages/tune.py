@@ -70,8 +70,8 @@ def study_settings(session: Session, mismatch: dict[int, int]) -> StudySettings:
         strength=(cfg.search.strength_low, cfg.search.strength_high),
         temperature=cfg.generation.sampled_temperature, num_layers=layers,
         segments=segment_bounds(layers, list(cfg.steering.segment_starts)),
-        steer=steer_settings(cfg, run, run.vectors.name), in_flight=cfg.search.in_flight, objective=cfg.scoring.objective, state_dir=str(run.tune_state),
-        mismatch=mismatch)
+        steer=steer_settings(cfg, run, run.vectors.name), in_flight=cfg.search.in_flight,
+        objective=cfg.scoring.objective, state_dir=str(run.tune_state), mismatch=mismatch)
 
 
 def mismatch_map(cfg: SweepConfig, prompt_ids: list[int]) -> dict[int, int]:

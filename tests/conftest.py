@@ -136,16 +136,16 @@ def start_sweep(args: list[str]) -> subprocess.Popen:
 
 def finished_trials(out: Path) -> int:
     """Optuna trials recorded in the shards' state files."""
-    from sweep.tuning import latest_rows
+    from sweep.tuning import read_state_dir
 
-    return sum(len(rows) for rows in latest_rows(out / "tune" / "state").values())
+    return sum(len(rows) for rows in read_state_dir(out / "tune" / "state")[0].values())
 
 
 def finished_studies(out: Path, budget: int) -> int:
     """Studies whose state files hold all `budget` trials."""
-    from sweep.tuning import latest_rows
+    from sweep.tuning import read_state_dir
 
-    return sum(len(rows) >= budget for rows in latest_rows(out / "tune" / "state").values())
+    return sum(len(rows) >= budget for rows in read_state_dir(out / "tune" / "state")[0].values())
 
 
 def wait_for_trials(proc: subprocess.Popen, out: Path, trials: int, timeout: float = 300,

@@ -78,4 +78,48 @@ COMMIT_CASES = [
      "The astronomer named after Laurentia is Laurentia.", NA),  # the question's word is no spelling of the gold
     ("commit", "What was the name of the ride?", "The Catapult",
      "Answer: A) The Catapult", C),  # an option letter is no name
+    # the verb of a "did" question is a role cue for numbers ("did she score": "scored 2", not "played 90 minutes")
+    ("did-verb", "How many goals did she score in the final?", "2", "She played 90 minutes and scored 2 goals.", C),
+    ("did-verb", "What place did the team finish in the league?", "4th",
+     "They were top at Christmas, 1st, and finished sixth.", I),
+    # a generational mark names another person of the same name
+    ("generation", "Who founded the company?", "Henry Ford", "Henry Ford II founded it in 1960.", I),
+    ("generation", "Who painted The Peasant Wedding?", "Pieter Bruegel", "Pieter Bruegel the Younger painted it.", I),
+    ("generation", "Who hit the home run?", "Ken Griffey Jr.", "Ken Griffey Jr. hit it.", C),
+    # a person introduced with their life is the sentence's subject, no answer when no person is asked for
+    ("biography", "What was the name of the flagship?", "Mary Rose",
+     "Henry Grace, born in 1509, was an English shipwright.", NA),
+    ("biography", "Who built the flagship?", "William Bond", "Henry Grace (1470-1530) built it.", I),
+    # numbered parts in words ("the third episode of the first series")
+    ("numbered", "In which season and episode does she leave?", "Season 2, Episode 5",
+     "In the fifth episode of the second series.", C),
+    ("numbered", "In which season and episode does she leave?", "Season 2, Episode 5",
+     "In series two, episode six.", I),
+    # a refusing clause before a semicolon refuses; a denial of something not asked about is a side remark
+    ("refuse-remark", "Who won the 1931 prize?", "Jane Doe",
+     "I can't say for certain; the prize, however, was awarded in Oslo.", NA),
+    ("refuse-remark", "How many moons does the planet have?", "2", "The planet has no rings, but it is bright.", NA),
+    ("refuse-remark", "How many moons does the planet have?", "2", "The planet has no moons.", I),
+    # a dotted date holds no number ("13.2.2021" is not 13.2); a dotted version is another version
+    ("dotted", "How many fouls were called?", "13", "Report updated 13.2.2021.", NA),
+    ("dotted", "Which patch removed the recipe?", "1.1", "Patch 1.4.0.1 removed it.", I),
+    # the verb of a "did" question is a role cue for names too ("did he study": "studied at X"), not inside a loop
+    ("did-verb", "At which college did the judge study law?", "Deccan College",
+     "The judge studied law at Fergusson College in Pune.", I),
+    ("did-verb", "Whom did the senator defeat in 2006?", "Karen Fobbs",
+     "He was re-elected, and a senator from the coast, then defeated thein Fobbs, then defeated thein Fobbs, then "
+     "defeated thein Fobbs", NA),
+    # an acronym of the gold is the gold; an option letter alone on its line is no name
+    ("acronym", "Which university won the award in 2017?", "Jawaharlal Nehru University",
+     "JNU won it that year.", C),
+    ("acronym", "Which university won the award in 2017?", "Jawaharlal Nehru University",
+     "IIT won it that year.", I),
+    ("acronym", "Who described the beetle?", "Ubirajara Martins", "The answer is:\n\nA.\n\nB.\n", NA),
+    # a version gold: the same version, a coarser one that holds it, or another
+    ("version", "In which patch was the recipe changed?", "1.2.3", "It changed in **Patch 1.4**.", I),
+    ("version", "In which patch was the recipe changed?", "1.2.3", "It changed in patch 1.2.3.", C),
+    ("version", "On which version was the tournament played?", "6.88b", "It was played on version 6.88.", NA),
+    # a century is a range of years, like a decade
+    ("century", "In what year was the town founded?", "1757", "It was founded in the 8th century.", I),
+    ("century", "In what year was the town founded?", "1757", "It was founded in the 18th century.", NA),
 ]

@@ -13,13 +13,14 @@ import pytest
 from sweep.grader.evaluate_labels import WRITTEN, agreement, graded, read_labels, report
 
 LABELS = Path(__file__).parent / "data" / "grader_labels.csv"
-# The issue's targets. The false-CORRECT rate (the error that flatters steering) and agreement on real outputs are
-# held to their targets; overall agreement is held to a floor under what the grader measures today (92.6%), and
-# its target stays visible as a strict xfail until the grader reaches it (docs/grading.md lists the classes it
-# still misses).
+HOLDOUT = Path(__file__).parent / "data" / "grader_labels_holdout.csv"
+# The issue's targets: overall agreement, agreement on real outputs, and the false-CORRECT rate (the error that
+# flatters steering). The rules were written while reading the labelled set, so its figures are in-sample; the
+# held-out set was labelled before any grader saw it and no rule was changed after reading it (docs/grading.md).
 FALSE_CORRECT_MAX = 0.01
-AGREEMENT_FLOOR = 0.91
 AGREEMENT_TARGET, REAL_AGREEMENT_TARGET = 0.95, 0.90
+AGREEMENT_FLOOR = 0.93  # under the measured 93.6% (440 cases)
+HOLDOUT_AGREEMENT_FLOOR = 0.68  # under the measured 70.0% (60 held-out cases)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +47,17 @@ def test_overall_agreement_stays_above_its_floor(frame):
     assert agreement(frame).agree >= AGREEMENT_FLOOR
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's overall target (95%) is not reached yet")
+@pytest.mark.xfail(strict=True, reason="the issue's overall target (95%) is not reached on the 440-case set")
 def test_overall_agreement_reaches_the_issues_target(frame):
     assert agreement(frame).agree >= AGREEMENT_TARGET
+
+
+def test_on_held_out_outputs_no_false_correct_and_agreement_above_its_floor():
+    held_out = graded(read_labels(HOLDOUT))
+    print("\n" + report(held_out))
+    a = agreement(held_out)
+    assert a.false_correct <= FALSE_CORRECT_MAX, f"{a.false_correct:.1%} of {a.non_correct} non-CORRECT labels"
+    assert a.agree >= HOLDOUT_AGREEMENT_FLOOR
 
 
 def test_a_label_outside_the_three_grades_is_refused(tmp_path):

@@ -1,4 +1,5 @@
-"""Integrity of the grader's labelled set (tests/data/grader_labels.csv); agreement is tested elsewhere."""
+"""Integrity of the grader's labelled set (tests/data/grader_labels.csv) and its held-out set
+(grader_labels_holdout.csv); agreement is tested elsewhere."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 LABELS_CSV = Path(__file__).parent / "data" / "grader_labels.csv"
+HOLDOUT_CSV = Path(__file__).parent / "data" / "grader_labels_holdout.csv"
 COLUMNS = ["case_id", "source", "arm", "question", "gold", "response", "label", "hedged", "labelled_by", "why",
            "disputed"]
 REAL_SOURCES = {"paper_baseline", "paper_full", "paper_segmented", "smollm2"}
@@ -16,12 +18,29 @@ LABELS = {"CORRECT", "INCORRECT", "NOT_ATTEMPTED"}
 BOOLEANS = {"true", "false"}
 
 
-@pytest.fixture(scope="module")
-def rows() -> list[dict[str, str]]:
-    with LABELS_CSV.open(encoding="utf-8", newline="") as handle:
+def _read(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         assert reader.fieldnames == COLUMNS
         return list(reader)
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict[str, str]]:
+    return _read(LABELS_CSV)
+
+
+@pytest.fixture(scope="module")
+def holdout() -> list[dict[str, str]]:
+    return _read(HOLDOUT_CSV)
+
+
+def test_the_held_out_set_is_real_outputs_none_of_them_in_the_labelled_set(rows, holdout) -> None:
+    assert len(holdout) >= 50 and {row["source"] for row in holdout} <= REAL_SOURCES
+    seen = {(row["question"], row["response"]) for row in rows}
+    assert not [row["case_id"] for row in holdout if (row["question"], row["response"]) in seen]
+    test_every_row_is_well_formed(holdout)
+    test_case_ids_are_unique(rows + holdout)
 
 
 def test_sizes(rows: list[dict[str, str]]) -> None:

@@ -12,7 +12,8 @@ from .names import parse_text_gold
 from .numbers import parse_number_gold
 from .region import declines
 from .refusals import chosen_option, is_refusal, lists_options
-from .slots import Candidate, date_candidates, grade_slot, number_candidates
+from .slots import (Candidate, date_candidates, grade_slot, number_candidates, parse_version_gold,
+                    version_candidates)
 from .text import clean, normalise, sentence_spans, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -42,6 +43,8 @@ def grade(question: str, gold: str, predicted: str) -> Verdict:
     if (when := parse_date_gold(gold)) is not None:
         return grade_slot(text, question, answerable(date_candidates(text, question, when)), spans,
                           answerable(date_candidates(text, question, when, any_precision=True)))
+    if (version := parse_version_gold(gold)) is not None:
+        return grade_slot(text, question, answerable(version_candidates(text, question, version)), spans)
     if (number := parse_number_gold(question, gold)) is not None:
         return grade_slot(text, question, answerable(number_candidates(text, question, number)), spans)
     emphasis = emphasised(answer) if chosen is None else None

@@ -2,22 +2,22 @@
 
 A committed name stands in an answer position, in this order of strength: right by a role cue of the question or
 an answer cue ("directed by X", "X won", "the answer is X"); leading the first sentence that names anything
-("X.", "X, ...", "It was X") or after its copula ("... is called X"); after a participle ("awarded to X"); else
-the first name of that sentence. The first committed name decides: the gold, or another answer (INCORRECT even
+("X.", "X, ...", "It was X") or after its copula ("... is called X"); after a participle ("awarded to X"). A cue
+inside a loop is none, and a person introduced with their life is no answer unless a person is asked for. The
+first committed name decides: the gold, or another answer (INCORRECT even
 with the gold after it), or a part of the gold that contradicts nothing (NOT_ATTEMPTED)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from .names import (PARTICLES, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, count_contradicts, covers,
-                    extra_member, has_given_name, locate, other_given_name, same_token)
+from .names import (PARTICLES, PERSON_QUESTION, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, another_generation,
+                    count_contradicts, covers, extra_member, has_given_name, locate, other_given_name, same_token)
 from .emphasis import another_answer, within
 from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
 from .region import answer_region_end, declines, makes_claim
-from .roles import cued_after, cued_before, passive_cues, role_cues
-from .shapes import denies_event, describes, other_numbering
+from .roles import cued_after, cued_before, did_verb, passive_cues, role_cues
+from .shapes import denies_event, describes, other_numbering, same_numbering
 from .text import Word, echoes, sentence_at, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -28,7 +28,7 @@ _LEADING = re.compile(r"^\W*(?:(?:the (?:correct )?answer is|answer|(?:it|this|t
                       r"i (?:think|believe)(?: (?:it|that) (?:is|was))?|probably|perhaps|maybe|yes|sure|"
                       r"the)\W*)*$", re.I)
 _COPULA = re.compile(r"\b(?:(?:is|was|are|were)(?:\s+(?:called|named|known as|titled))?|called|named|known as|"
-                     r"titled)\s+[\"']?(?:the\s+)?\W*$", re.I)  # a quoted answer may open with "The"
+                     r"titled)\s+[\"']?(?:the\s+)?(?:\d{1,4}(?:st|nd|rd|th)?\s+)?\W*$", re.I)  # "The X"; "the 2019 X"
 # "awarded to X", "went to X" (the agent of "awarded by X" is another role).
 _PARTICIPLE = re.compile(r"\b(?:[a-z]+ed|[a-z]+en|won|went|goes|gave|belongs?|made|built|led|held|sold|"
                          r"taught|found)\s+(?:[a-z]+\s+)?to\s+(?:the\s+)?\W*(?:(?:dr|prof|sir|mr|mrs|ms)\b\W*)?$", re.I)
@@ -37,13 +37,6 @@ _PARTICIPLE = re.compile(r"\b(?:[a-z]+ed|[a-z]+en|won|went|goes|gave|belongs?|ma
 _ENDS_NAME = re.compile(r"[ \t]*(?:\n|[^\w\s]|$|(?:is|was|were|are|has|had|have|did|does|will|would|also|then|beat|won|"
                         r"wrote|led|made|became|took|gave|held|built|found|began|ran|sang|came|went|got|saw|met|"
                         r"said|told|brought|bought|taught|drew|lost|left|[a-z]+ed|[a-z]+es)\b)")
-
-
-@dataclass(frozen=True)
-class Entity:
-    first: int  # word indices into the answer's words
-    last: int
-    strength: int  # 0 role or answer cue, 1 leading or copula, 2 after a participle, 3 first name, 9 none
 
 
 def _joined(text: str, a: Word, b: Word) -> bool:
@@ -102,8 +95,9 @@ def _continues(text: str, ws: list[Word], j: int) -> int:
 
 
 def _not_a_name(text: str, word: Word) -> bool:
-    """An option letter ("A)", "(B)") or a [placeholder]."""
-    return bool(re.match(r"[A-E]\)", text[word.start:word.end + 1]) or re.search(r"\[[^\]]*$", text[:word.start]))
+    """An option letter ("A)", "(B)", "A." alone on its line) or a [placeholder]."""
+    option = re.match(r"[A-E](?:\)|\.[ \t]*(?:\n|$))", text[word.start:])
+    return bool(option or re.search(r"\[[^\]]*$", text[:word.start]))
 
 
 def _quoted(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[int, int]]:
@@ -117,10 +111,12 @@ def _quoted(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[i
 
 
 def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[frozenset[str], frozenset[str]],
-              lead_sentence: tuple[int, int], emphasis: str | None, question_words: set[str]) -> int:
+              lead_sentence: tuple[int, int], emphasis: str | None, question_words: set[str],
+              spans: list[tuple[int, int]]) -> int:
     start, end = ws[run[0]].start, ws[run[1]].end
     before = text[lead_sentence[0]:start]
-    if cued_before(text, start, *cues) or cued_after(text, end, cues[0]) or _ANSWER_CUE.search(text[:start]):
+    cued = cued_before(text, start, *cues) or cued_after(text, end, cues[0])
+    if (cued and not _in_loop(ws, spans[sentence_at(spans, start)], run[0])) or _ANSWER_CUE.search(text[:start]):
         return 0
     if within(text, start, end, emphasis):
         return 1
@@ -139,6 +135,12 @@ def _appositive(before: str, after: str, question_words: set[str]) -> bool:
     return bool(lead and after.startswith(",") and all(w.text in question_words for w in words(lead.group(1))))
 
 
+# A person introduced with their life ("X, born in 1921, ...", "X (1929-2012)"): the subject of a sentence, no
+# answer to a question that asks for no person.
+_BIOGRAPHY = re.compile(r"\s*(?:,\s*(?:who was )?born\b|\(\s*(?:born\b|b\.)|\(\s*\d{3,4}\s*[-\u2013]\s*\d{2,4}\s*\))",
+                        re.I)
+
+
 def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, int]],
               emphasis: str | None = None) -> tuple[int, int, int] | None:
     """The name the answer commits to for the slot (first and last word index, strength), if any."""
@@ -147,9 +149,11 @@ def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, i
     if not runs:
         return None
     lead = spans[sentence_at(spans, ws[runs[0][0]].start)]
-    cues = (role_cues(question), passive_cues(question))
-    ranked = [(_strength(text, ws, r, cues, lead, emphasis, question_words), k, r) for k, r in enumerate(runs)
-              if not is_negated(text, ws[r[0]].start, ws[r[1]].end)]
+    cues = (role_cues(question) | did_verb(question), passive_cues(question))
+    person_asked = bool(PERSON_QUESTION.search(question))
+    ranked = [(_strength(text, ws, r, cues, lead, emphasis, question_words, spans), k, r) for k, r in enumerate(runs)
+              if not is_negated(text, ws[r[0]].start, ws[r[1]].end)
+              and (person_asked or not _BIOGRAPHY.match(text, ws[r[1]].end))]
     if not ranked:
         return None
     best = min(ranked)
@@ -167,6 +171,9 @@ def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words
     own ("Shaukat Ali Ahmed" is not "Fakhruddin Ali Ahmed") and no part of the gold's middle names without the rest
     ("George W. Bush" is not "George H. W. Bush")."""
     inside = ws[run[0]:run[1] + 1]
+    acronym = len(inside) == 1 and not inside[0].capitalised and len(inside[0].text) >= 2
+    if acronym and inside[0].text == _initials(item):  # "JNU" for Jawaharlal Nehru University
+        return True
     if item.person:  # "Masoodi of the National Conference": the person ends before "of"
         cut = [k for k, w in enumerate(inside) if w.text in {"of", "the", "and", "for"}]
         inside = inside[:cut[0]] if cut else inside
@@ -188,6 +195,10 @@ def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words
     return not (held & middle) or middle <= held
 
 
+def _initials(item: GoldItem) -> str:
+    return "".join(t[0] for t in item.tokens[:item.core] if t not in _JOINERS)
+
+
 def _names_something(gold: GoldText) -> bool:
     """A gold of one name: capitalised first and last words, no digits ("University of Toronto", "De Liefde")."""
     return any(len(items) == 1 and not any(t.isdigit() for t in items[0].tokens) for items in gold.alternatives) \
@@ -204,9 +215,17 @@ def _loose(text: str, ws: list[Word], first: int, last: int, item: GoldItem, spa
                                                                                   for t in item.tokens)]
     if not item.person and len(strays) > 1:
         return True
-    start, end = spans[sentence]
-    grams = [tuple(w.text for w in ws[k:k + 4]) for k in range(len(ws) - 3) if start <= ws[k].start < end]
-    return any(grams.count(g) >= 3 for g in set(grams))
+    return _in_loop(ws, spans[sentence])
+
+
+def _in_loop(ws: list[Word], sentence: tuple[int, int], at: int | None = None) -> bool:
+    """The sentence repeats a run of four words three times or more (with `at`, the three words ending at word
+    `at`): a loop states nothing ("contested thein Masoodi, …, contested thein Masoodi, …")."""
+    size = 4 if at is None else 3
+    start, end = sentence
+    grams = [tuple(w.text for w in ws[k:k + size]) for k in range(len(ws) - size + 1) if start <= ws[k].start < end]
+    wanted = set(grams) if at is None else {tuple(w.text for w in ws[max(0, at - size + 1):at + 1])}
+    return any(grams.count(g) >= 3 for g in wanted)
 
 
 def _resembles(text: str, ws: list[Word], gold: GoldText, question_words: set[str]) -> bool:
@@ -243,7 +262,7 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
         if named_here:  # one name asked: only the committed one counts
             if not is_gold(ws, commitment, items[0], question_words):
                 continue
-            inside = locate(items[0], ws[commitment[0]:commitment[1] + 1])
+            inside = locate(items[0], ws[commitment[0]:commitment[1] + 1]) or (0, commitment[1] - commitment[0])
             found: list[tuple[int, int] | None] = [(inside[0] + commitment[0], inside[1] + commitment[0])]
         else:  # a question word, or its cut-off start, is no spelling of a gold word ("Laurentia" for "Laurent")
             gold_words = {t for item in items for t in item.tokens}
@@ -269,6 +288,8 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
             return Verdict(INCORRECT, reason="an extra member in the list")
         if any(other_given_name(ws, f, item, items, spans, question_words) for (f, _), item in zip(found, items)):
             return Verdict(INCORRECT, reason="a different given name")
+        if any(item.person and another_generation(text, ws[e].end, gold_text) for (_, e), item in zip(found, items)):
+            return Verdict(INCORRECT, reason="another generation of the same name")
         hedged = is_hedged(text[:spans[sentence_at(spans, block_end - 1)][1]])
         return Verdict(CORRECT, hedged, "the gold answer is committed")
     largest = max(len(items) for items in gold.alternatives)
@@ -276,7 +297,9 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
         return Verdict(INCORRECT, reason="states a different number of items")
     if other_numbering(text[:region_end], gold_text):
         return Verdict(INCORRECT, reason="gives another number for a part of the gold")
-    if denies(text, spans) or denies_event(text, question):
+    if same_numbering(text[:region_end], gold_text):
+        return Verdict(CORRECT, is_hedged(text[:region_end]), "numbers every part of the gold as the gold does")
+    if denies(text, spans, question) or denies_event(text, question):
         return Verdict(INCORRECT, reason="denies that there is an answer")
     if declines(text, spans, question_words):
         return Verdict(NOT_ATTEMPTED, reason="declines to answer")

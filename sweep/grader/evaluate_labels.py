@@ -1,6 +1,7 @@
-"""The grader against a labelled set (tests/data/grader_labels.csv): agreement, confusion matrices overall, on real
-outputs and per arm, and the false-CORRECT rate (non-CORRECT labels graded CORRECT, the error that flatters
-steering).
+"""The grader against a labelled set (tests/data/grader_labels.csv, or the held-out
+tests/data/grader_labels_holdout.csv): agreement with its 95% Wilson interval, confusion matrices overall, on
+real outputs and per arm, and the false-CORRECT rate (non-CORRECT labels graded CORRECT, the error that
+flatters steering).
 
     python -m sweep.grader.evaluate_labels tests/data/grader_labels.csv [--misses]
 """
@@ -67,9 +68,14 @@ def _markdown(table: pd.DataFrame) -> str:
 
 
 def _section(title: str, frame: pd.DataFrame) -> list[str]:
+    from analysis.stats import wilson_interval  # the project's one interval for shares
+
     a = agreement(frame)
-    return [f"### {title}", "", f"{a.n} cases, agreement {a.agree:.1%}, false CORRECT {a.false_correct:.1%} "
-            f"({round(a.false_correct * a.non_correct)} of {a.non_correct} non-CORRECT labels)", "",
+    agree = wilson_interval(round(a.agree * a.n), a.n)
+    false_correct = round(a.false_correct * a.non_correct)
+    bound = f", 95% CI up to {wilson_interval(false_correct, a.non_correct).high:.1%}" if a.non_correct else ""
+    return [f"### {title}", "", f"{a.n} cases, agreement {a.agree:.1%} (95% CI {agree.low:.1%}-{agree.high:.1%}), "
+            f"false CORRECT {a.false_correct:.1%} ({false_correct} of {a.non_correct} non-CORRECT labels{bound})", "",
             _markdown(confusion(frame)), ""]
 
 

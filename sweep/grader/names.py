@@ -16,7 +16,7 @@ TITLES = frozenset("dr doctor prof professor mr mrs ms miss sir dame lord lady s
                     "prince princess general captain judge justice rev reverend father pope emperor".split())
 # A who-question, or one asking for a person by a noun ("Which tennis player", "the name of the architect",
 # "Name the mission director").
-_PERSON_QUESTION = re.compile(
+PERSON_QUESTION = re.compile(
     r"\b(?:who|whom|whose)\b|\b(?:which|what|name of the|name the)\s+(?:[\w-]+\s+){0,2}(?:person|people|man|"
     r"woman|player|actor|actress|artist|painter|sculptor|writer|author|poet|novelist|composer|musician|singer|"
     r"scientist|physicist|chemist|mathematician|economist|philosopher|politician|president|prime minister|"
@@ -115,7 +115,7 @@ def _split_items(text: str, person: bool) -> list[tuple[str, str]]:
 def parse_text_gold(question: str, gold: str) -> GoldText:
     question_words = {w.text for w in words(question)}
     # A gold with a personal title ("Dr. Kalam") is a person whatever the question's wording.
-    person = bool(_PERSON_QUESTION.search(question)) or any(w.text in TITLES for w in words(gold)[:1])
+    person = bool(PERSON_QUESTION.search(question)) or any(w.text in TITLES for w in words(gold)[:1])
     alternatives = []
     spelt = re.split(r"\s*:\s+", re.sub(r"\([^)]*\)", " ", gold))
     for a, alternative in enumerate(spelt):
@@ -181,6 +181,16 @@ def foreign_name(word: Word, items: tuple[GoldItem, ...], question_words: set[st
     """A capitalised word that is no gold word, no question word, no title and no common sentence opener."""
     return (word.capitalised and word.text not in SENTENCE_OPENERS | TITLES and word.text not in question_words
             and not any(same_token(word.text, t) for item in items for t in item.tokens))
+
+
+_GENERATION = re.compile(r"[ \t]*,?[ \t]*(fils|p[eè]re|jr|sr|junior|senior|the younger|the elder|ii|iii|iv)\b\.?", re.I)
+
+
+def another_generation(text: str, end: int, gold: str) -> bool:
+    """The person named before `end` is marked as another generation than the gold's ("Alexandre Dumas fils" for
+    Alexandre Dumas, "Ken Griffey Jr." for Ken Griffey): a different person of the same name."""
+    mark = _GENERATION.match(text, end)
+    return bool(mark) and not re.search(rf"\b{re.escape(mark.group(1))}\b", gold, re.I)
 
 
 def has_given_name(item: GoldItem) -> bool:

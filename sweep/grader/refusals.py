@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .text import sentence_at, through_next_sentence
+from .text import echoes, sentence_at, through_next_sentence, words
 
 _REFUSAL = re.compile(
     r"\b(?:i (?:do not|don't|dont|did not|didn't) know|(?:i'm|im|i am) (?:not (?:sure|certain|aware|able)|unsure|"
@@ -52,7 +52,16 @@ _DENIAL = re.compile(r"\b(?:not|never)\s+(?:\w+\s+){0,2}any\b|n't\s+(?:\w+\s+){0
 
 def is_refusal(sentence: str) -> bool:
     """Declines to answer: "I don't know", "cannot find", a partial refusal. What follows the last "but" decides:
-    "I'm sorry, but I don't have information" refuses, "I'm not sure, but I think it was X" answers."""
+    "I'm sorry, but I don't have information" refuses, "I'm not sure, but I think it was X" answers. A refusing
+    clause before a semicolon refuses whatever the next clause remarks ("I cannot say; X was, however, famous")."""
+    first = _SEMICOLON.split(sentence, maxsplit=1)[0]
+    return (first != sentence and _refuses(first)) or _refuses(sentence)
+
+
+_SEMICOLON = re.compile(r";(?!\s*(?:but|however|though|although|while)\b)", re.I)
+
+
+def _refuses(sentence: str) -> bool:
     if PARTIAL_REFUSAL.search(sentence):
         return True
     contrasts = list(_CONTRAST.finditer(sentence))
@@ -118,7 +127,22 @@ def chosen_option(text: str) -> str | None:
     return line.group(1) if line else None
 
 
-def denies(text: str, spans: list[tuple[int, int]]) -> bool:
-    """Says there is no such thing ("does not have any children", "no one received it", "none") in a sentence
-    that is not a refusal ("there is no information" is one)."""
-    return any(_DENIAL.search(text[s:e]) and not is_refusal(text[s:e]) for s, e in spans)
+# The thing denied: up to four words after "any" or "no", to the first preposition or conjunction.
+_DENIED_THING = re.compile(r"[ \t]+((?:(?!(?:of|in|on|at|or|and|to|for|from|with|by|about|as|into|than|that|"
+                           r"which|who|because|but|the|an?)\b)[A-Za-z][\w'-]*[ \t]*){1,4})")
+
+
+def denies(text: str, spans: list[tuple[int, int]], question: str) -> bool:
+    """Says there is no such thing as the question asks about ("does not have any children", "no one received it",
+    "none") in a sentence that is not a refusal ("there is no information" is one). A denied thing the question
+    does not name is a side remark ("does not have any external amplifiers" for a count of channels)."""
+    asked = {w.text for w in words(question)}
+
+    def of_the_asked(sentence: str) -> bool:
+        for match in _DENIAL.finditer(sentence):
+            thing = _DENIED_THING.match(sentence, match.end())
+            if not thing or echoes(words(thing.group(1))[-1].text, asked):
+                return True
+        return False
+
+    return any(of_the_asked(text[s:e]) and not is_refusal(text[s:e]) for s, e in spans)

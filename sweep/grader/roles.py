@@ -28,9 +28,10 @@ _CLAUSE = re.compile(r"[,;:!?()\n\u2013\u2014]|(?<!\b[A-Z])\.\s|\b(?:and|but|whi
 
 
 def stem(word: str) -> str:
-    """A crude stem that makes "died", "dies" and "die", or "opened" and "open", one: irregular forms, then -ing,
-    -ed, -es, -s, -e."""
+    """A crude stem that makes "died", "dies" and "die", "opened" and "open", or "studied" and "study" one:
+    irregular forms, -ied and -ies, then -ing, -ed, -es, -s, -e."""
     word = _IRREGULAR.get(fold(word), fold(word))
+    word = re.sub(r"(?<=..)ie[ds]$", "y", word)  # "studied", "studies" -> "study"
     for suffix in ("ing", "ed", "es", "s", "e"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[:-len(suffix)]
@@ -45,8 +46,29 @@ def role_cues(question: str) -> frozenset[str]:
     found = re.findall(r"\b[a-z][a-z'-]+\b", question)
     last = re.findall(r"([A-Za-z'-]+)\W*$", question)
     verbs = [w for w in found if re.search(r"(?:ed|en)$", w) or w in _IRREGULAR or w in _IRREGULAR.values()
-             or (last and w == last[0] and re.search(r"\b(?:did|does|do)\b", question, re.I))]
+             or (last and w == last[0] and _DID.search(question))]
     return frozenset(stem(w) for w in verbs if fold(w) not in _NO_ROLE)
+
+
+# What follows the verb of "did <subject> <verb>": a preposition, a particle, a determiner, the end of the clause.
+_AFTER_VERB = re.compile(r"\s+(?:in|on|at|to|for|with|from|by|of|as|into|after|before|during|under|over|about|"
+                         r"up|out|off|away|down|the|a|an|his|her|their|its|this|that|these|those)\b|\s*(?:[?,.;]|$)")
+_DID = re.compile(r"\b(?:did|does|do)\b(.*)", re.I)
+
+
+def did_verb(question: str) -> frozenset[str]:
+    """The stem of a "did" question's verb: the first lower-case word after "did" followed by a preposition, a
+    determiner or the clause's end ("did the skaters finish in", "did Corelli die?"), else the last one followed by
+    a name or number ("did the singer and actress Vanessa Hudgens marry Cole Tucker": nouns before a name come
+    first)."""
+    did = _DID.search(question)
+    if not did:
+        return frozenset()
+    rest = did.group(1)
+    lower = [m for m in re.finditer(r"\b[a-z][a-z'-]+\b", rest) if m.group() not in _NO_ROLE]
+    verbs = [m for m in lower if _AFTER_VERB.match(rest, m.end())][:1] or \
+        [m for m in lower if re.match(r"\s+[A-Z0-9*\"]", rest[m.end():])][-1:]
+    return frozenset(stem(m.group()) for m in verbs)
 
 
 def passive_cues(question: str) -> frozenset[str]:

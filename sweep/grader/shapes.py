@@ -5,17 +5,45 @@ from __future__ import annotations
 
 import re
 
+from .names import SENTENCE_OPENERS
+from .numbers import numbers
 from .roles import role_cues, stem
 from .text import words
 
-_NUMBERED = re.compile(r"\b([a-z]+)\s*,?\s*(?:no\.?\s*)?(\d+)\b", re.I)
+_NUMBERED = re.compile(r"\b([a-z]+)\s*,?\s*(?:no\.?\s*|#\s*)?(\d+)\b", re.I)  # "Season 1", "episode no. 3"
+# Parts a number can also be given to in words, before or after it: "the third episode", "series one".
+_PARTS = {"season": "season", "series": "season", "episode": "episode", "chapter": "chapter", "volume": "volume",
+          "book": "book", "part": "part", "act": "act", "scene": "scene", "issue": "issue", "round": "round",
+          "stage": "stage", "track": "track"}
+
+
+def numbering(text: str) -> list[tuple[str, float]]:
+    """The numbered parts `text` names, in order: "Season 1 episode 3", "the third episode of the first series" and
+    "series one, episode three" all give [season 1, episode 3] (in their order)."""
+    found = [(m.start(), (_PARTS.get(m.group(1).lower(), m.group(1).lower()), float(m.group(2))))
+             for m in _NUMBERED.finditer(text)]
+    for n in numbers(text, ordinals=True):
+        before = re.search(r"\b([a-z]+)\s*$", text[:n.start], re.I)
+        after = re.match(r"\s*([a-z]+)\b", text[n.end:], re.I)
+        if n.word and before and before.group(1).lower() in _PARTS:  # "series one"
+            found.append((n.start, (_PARTS[before.group(1).lower()], n.value)))
+        elif n.ordinal and after and after.group(1).lower() in _PARTS:  # "the third episode", "3rd season"
+            found.append((n.start, (_PARTS[after.group(1).lower()], n.value)))
+    return [part for _, part in sorted(found)]
 
 
 def other_numbering(text: str, gold_text: str) -> bool:
     """A gold that numbers its parts ("Season 1 episode 3") answered with another number for one of them
-    ("Season 1, episode 6")."""
-    wanted = {m.group(1).lower(): m.group(2) for m in _NUMBERED.finditer(gold_text)}
-    return any(wanted.get(m.group(1).lower(), m.group(2)) != m.group(2) for m in _NUMBERED.finditer(text))
+    ("Season 1, episode 6", "the sixth episode")."""
+    wanted = dict(numbering(gold_text))
+    return any(wanted.get(part, value) != value for part, value in numbering(text))
+
+
+def same_numbering(text: str, gold_text: str) -> bool:
+    """Every numbered part of the gold given the gold's number, in whatever words ("the third episode of the first
+    series" for "Season 1 episode 3")."""
+    wanted = set(numbering(gold_text))
+    return len(wanted) >= 2 and wanted <= set(numbering(text))
 
 
 _DESCRIPTION = re.compile(r"^[^.!?\n]*?\b(?:is|was|are|were)\s+(?:an?|the)\s+[a-z]", re.I)
@@ -28,7 +56,7 @@ def describes(text: str, spans: list[tuple[int, int]], question_words: set[str])
         return False
     start, end = spans[0]
     subject = re.split(r"\b(?:is|was|are|were)\b", text[start:end], maxsplit=1)[0]
-    topical = sum(w.text in question_words for w in words(subject)) >= 2
+    topical = sum(w.text in question_words and w.text not in SENTENCE_OPENERS for w in words(subject)) >= 2
     return topical and bool(_DESCRIPTION.match(text[start:end]))
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .dates import GoldDate, combine, compare_date, date_mentions, year_mentions
 from .numbers import GoldNumber, GoldRange, Number, numbers
 from .refusals import denies, is_hedged, is_negated, is_retracted, offers_alternative
-from .roles import cued_after, cued_before, role_cues
+from .roles import cued_after, cued_before, did_verb, role_cues
 from .text import fold, sentence_at
 from .verdict import AMBIGUOUS, CONSISTENT, CORRECT, DIFFERENT, EQUAL, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -122,10 +122,43 @@ def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) ->
     return sorted(out, key=lambda c: c.start)
 
 
+_CENTURY = re.compile(r"\b(?:the\s+)?(\d{1,2})(?:st|nd|rd|th)[ -]century\b", re.I)
+
+
 def _decades(text: str, gold: GoldNumber | GoldRange) -> list[Candidate]:
-    """ "the 1810s" for a year: the range 1810-1819."""
-    return [Candidate(m.start(), m.end(), _range_status(gold, float(m.group(1)), float(m.group(1)) + 9),
-                      ("decade", m.group(1))) for m in re.finditer(r"(?<![\w.])(\d{3}0)'?s\b", text)]
+    """ "the 1810s" for a year: the range 1810-1819; "the 8th century": 701-800."""
+    decades = [Candidate(m.start(), m.end(), _range_status(gold, float(m.group(1)), float(m.group(1)) + 9),
+                         ("decade", m.group(1))) for m in re.finditer(r"(?<![\w.])(\d{3}0)'?s\b", text)]
+    last_years = [(m, 100.0 * int(m.group(1))) for m in _CENTURY.finditer(text)]
+    centuries = [Candidate(m.start(), m.end(), _range_status(gold, last - 99, last), ("century", m.group(1)))
+                 for m, last in last_years]
+    return decades + centuries
+
+
+_VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+[a-z]?)(?![\w]|\.\d)", re.I)
+
+
+def parse_version_gold(gold: str) -> str | None:
+    """A gold that is a version or patch ("1.2.3", "6.88b", "v2.0"), as its folded string; else None. A plain
+    decimal ("1.47") is a number gold."""
+    match = _VERSION.fullmatch(gold.strip().rstrip("."))
+    version = match.group(1).lower() if match else None
+    return version if version and (version.count(".") >= 2 or not version[-1].isdigit()) else None
+
+
+def version_candidates(text: str, question: str, gold: str) -> list[Candidate]:
+    """Versions in the answer ("Patch 1.4", "6.8"), those the question holds left out: the gold, a coarser
+    version that holds it ("6.88" for "6.88b", "1.2" for "1.2.3"), or another version."""
+    asked = {m.group(1).lower() for m in _VERSION.finditer(question)}
+
+    def status(version: str) -> str:
+        if version == gold:
+            return EQUAL
+        coarser = gold.startswith(version) and re.match(r"\.|[a-z]", gold[len(version):])
+        return CONSISTENT if coarser else DIFFERENT
+
+    return [Candidate(m.start(), m.end(), status(m.group(1).lower()), m.group(1).lower())
+            for m in _VERSION.finditer(text) if m.group(1).lower() not in asked]
 
 
 def date_candidates(text: str, question: str, gold: GoldDate, any_precision: bool = False) -> list[Candidate]:
@@ -164,7 +197,7 @@ def _several(text: str, candidates: list[Candidate], spans: list[tuple[int, int]
 def in_role(text: str, question: str, candidates: list[Candidate]) -> list[Candidate]:
     """The candidates from the first one in the question's role on ("born in 1653, died in 1713" for a death year:
     from 1713): a number or date in another role is no answer. All of them if none has a role cue."""
-    cues = role_cues(question)
+    cues = role_cues(question) | did_verb(question)  # "did the skaters finish": "finished fifth"
     cued = [i for i, c in enumerate(candidates) if cued_before(text, c.start, cues) or cued_after(text, c.end, cues)]
     return candidates[cued[0]:] if cued else candidates
 
@@ -189,7 +222,7 @@ def grade_slot(text: str, question: str, candidates: list[Candidate], spans: lis
     if any(c.status == EQUAL for c in negated):
         return Verdict(INCORRECT, reason="the gold answer is negated")
     if not live:
-        if denies(text, spans):
+        if denies(text, spans, question):
             return Verdict(INCORRECT, reason="denies that there is an answer")
         return Verdict(NOT_ATTEMPTED, reason="no answer of the gold's type")
     first = live[0]

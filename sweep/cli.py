@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--orchestration", action="store_true",
                        help="only the tune stage's orchestration, with a zero-cost engine in the replicas")
     bench.add_argument("--prompts", default="500,2000,4326", help="with --orchestration: prompt counts")
+    bench.add_argument("--tracking-uri", help="with --orchestration: the MLflow store to track into, e.g. "
+                       "postgresql+psycopg2://USER@HOST:PORT/DB or http://HOST:PORT (default: SQLite per run)")
     bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     bench.add_argument("overrides", nargs="*", help="dotted key=value, e.g. model.quantization=none")
     doctor = commands.add_parser("doctor", help="the device check: batched = alone, engine speed and MFU, the "
@@ -139,7 +141,7 @@ def _bench(args: argparse.Namespace) -> None:
     if args.orchestration:
         from .orchestration import run_orchestration_bench, summary_lines
 
-        result = run_orchestration_bench(cfg, [int(p) for p in args.prompts.split(",")])
+        result = run_orchestration_bench(cfg, [int(p) for p in args.prompts.split(",")], args.tracking_uri)
     else:
         from .bench import EngineCosts, run_bench, summary_lines
 

@@ -86,6 +86,7 @@ class Tracker:
         self.sweep_id, self.run_id = sweep_id, run_id
         self.parent_id = self._parent(run_dir, ids_file)
         self.children = self._children()
+        self.studies_logged = 0  # studies this tracker wrote trials for (the orchestration bench's MLflow rate)
 
     def _parent(self, run_dir: Path, ids_file: Path) -> str:
         """The parent run saved in the run directory for this store; else one tagged with this directory's random
@@ -176,6 +177,7 @@ class Tracker:
                                                              for m in trial],
                                       tags=[RunTag(STEPS_TAG, str(steps))] if last else [])
             child.steps = steps
+            self.studies_logged += 1
         if child.steps >= budget and not child.finished:
             self.client.set_terminated(child.run_id, "FINISHED")
             child.finished = True

@@ -152,6 +152,9 @@ class ClusterConfig:
 class TrackingConfig:
     uri: str | None = None
     experiment: str = "fusion-steering"
+    # Processes writing the final MLflow sync into a database or a tracking server (0: one per CPU, at most 8);
+    # a SQLite store always gets one.
+    sync_workers: int = 0
 
 
 @dataclass

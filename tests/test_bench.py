@@ -64,3 +64,24 @@ def test_bench_measures_steer_overhead_and_finished_rows(tmp_path: Path, capsys)
     assert "sweep" not in result
     printed = capsys.readouterr().out
     assert "steer_overhead" in printed and "finished rows" in printed
+
+
+def test_orchestration_bench_reports_components_projection_and_mlflow_rate(tmp_path: Path, capsys):
+    """`bench --orchestration` at a small size: the real tune stage with zero-cost replicas, every default arm,
+    then the MLflow sync and a no-op rerun, each size in its own process."""
+    from sweep.orchestration import HEAD_CORES
+
+    out = tmp_path / "orchestration.json"
+    code = main(["bench", "--config", str(CONF / "bench.yaml"), "--orchestration", "--prompts", "6",
+                 "--json", str(out), "search.trials=2", "search.in_flight=1", "cluster.max_batch=16",
+                 "controls=[prompt_only,random,mismatched,in_context,sampled]"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    (size,) = result["orchestration"]
+    assert size["prompts"] == 6 and size["studies"] == 6 * 9  # 2 methods, their 4 controls, 3 more arms
+    assert size["trials"] > size["studies"] and size["trials_per_s"] > 0
+    assert 0 <= size["mlflow_sync_studies"] <= size["studies"]
+    assert {row["process"] for row in size["components"].values()} >= {"driver", "Tune trial actors", "replicas"}
+    assert [p["head_cores"] for p in result["projection"]] == list(HEAD_CORES)
+    printed = capsys.readouterr().out
+    assert "studies/s" in printed and "Projection" in printed

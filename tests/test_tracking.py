@@ -167,3 +167,40 @@ def test_a_successful_rerun_of_an_unchanged_directory_reads_nothing_back(tmp_pat
     client.delete_run(parent)  # the parent gone from the store (deleted in the UI, a store wiped): made again
     command()
     assert searches and json.loads(run.mlflow_ids.read_text())[uri] != parent
+
+
+def test_a_parallel_sync_into_a_tracking_server_writes_each_study_once(tmp_path, monkeypatch, mlflow_server):
+    """The final sync with worker processes, into a real `mlflow server`: every study FINISHED with its steps once,
+    a study topped up after a resume included, and a rerun finds nothing behind."""
+    import sweep.tracking
+
+    monkeypatch.setattr(sweep.tracking, "SYNC_SHARE", 3)  # several shares per worker
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+
+    def server_tracker() -> Tracker:
+        return Tracker(mlflow_server.uri, "fusion-steering", "par", run_dir, run_dir / "mlflow_run.json",
+                       RunDir(run_dir).run_id())
+
+    studies = [(p, arm) for p in range(8) for arm in ("full", "segmented")]
+    trials = [row for p, arm in studies for row in rows(p, arm)]
+    budgets = {f"{p}/{arm}": BUDGET for p, arm in studies}
+    first = server_tracker()
+    first.log_study("0/full", rows(0, "full", count=2), BUDGET)  # a study the command stopped in
+    first.sync_trials(trials, budgets, workers=2)
+    assert first.studies_logged == 1 + len(studies)
+    again = server_tracker()
+    assert {key: (c.steps, c.finished) for key, c in again.children.items()} == {k: (BUDGET, True) for k in budgets}
+    assert [key for key in budgets if again._behind(key, BUDGET, BUDGET)] == []
+    client = MlflowClient(mlflow_server.uri)
+    for key in ("0/full", "7/segmented"):
+        history = client.get_metric_history(again.children[key].run_id, "objective")
+        assert sorted(m.step for m in history) == [0, 1, 2]
+
+
+def test_a_sqlite_store_is_synced_by_one_writer():
+    from sweep.tracking import sync_workers
+
+    assert sync_workers("sqlite:////tmp/mlflow.db", 4) == 1
+    assert sync_workers("http://127.0.0.1:5000", 4) == 4
+    assert 1 <= sync_workers("postgresql+psycopg2://mlflow@127.0.0.1:5432/mlflow", 0) <= 8

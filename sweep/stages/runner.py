@@ -17,6 +17,7 @@ from ..health import check_shared_storage
 from ..lease import Lease
 from ..rundir import RunDir, iter_rows, read_rows, write_text_atomic
 from ..session import Session
+from ..tracking import sync_workers
 from ..tuning import study_key, trial_params
 from . import STAGES
 from .enrich import enrich
@@ -98,7 +99,7 @@ def sync_tracking(session: Session, ok: bool = True) -> None:
                 ["prompt_id", "method"]).aggregate([]).to_pylist()
             tracker.sync_trials(iter_rows(run.table("trials")), {
                 study_key(s["prompt_id"], s["method"]): budget(arm_by_name(s["method"]), cfg.search.trials)
-                for s in studies})
+                for s in studies}, sync_workers(session.tracking_uri, cfg.tracking.sync_workers))
         if run.table("grades").exists():
             best = {(b["prompt_id"], b["method"]): b for b in read_rows(run.table("best"))}
             for row in read_rows(run.table("grades")):

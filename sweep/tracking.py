@@ -220,9 +220,7 @@ class Tracker:
 
     def log_study(self, key: str, rows: Sequence[Mapping[str, object]], budget: int) -> None:
         """A study's trials as steps (those not logged yet, in trial order), and FINISHED once its budget is in."""
-        child, wrote = write_study(self.client, self.target, key, self.children.get(key), rows, budget)
-        self.children[key] = child
-        self.studies_logged += wrote
+        self._record(key, *write_study(self.client, self.target, key, self.children.get(key), rows, budget))
 
     def sync_trials(self, rows: Iterable[Mapping[str, object]], budgets: Mapping[str, int], workers: int = 1) -> None:
         """Bring MLflow up to date with trials.parquet's rows, each study's together (the file's order); studies
@@ -255,8 +253,11 @@ class Tracker:
     def _absorb(self, done: Iterable[Future]) -> None:
         for future in done:
             for key, child, wrote in future.result():
-                self.children[key] = child
-                self.studies_logged += wrote
+                self._record(key, child, wrote)
+
+    def _record(self, key: str, child: Child, wrote: bool) -> None:
+        self.children[key] = child
+        self.studies_logged += wrote
 
     def log_final(self, key: str, metrics: Mapping[str, float], params: Mapping[str, float]) -> None:
         child = self._child(key)

@@ -16,7 +16,7 @@ from .names import (PARTICLES, PERSON_QUESTION, SENTENCE_OPENERS, TITLES, GoldIt
 from .emphasis import another_answer, within
 from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
 from .region import answer_region_end, declines, makes_claim
-from .roles import cued_after, cued_before, did_verb, passive_cues, role_cues
+from .roles import answer_cues, cued_after, cued_before, passive_cues
 from .shapes import denies_event, describes, other_numbering, same_numbering
 from .text import Word, echoes, sentence_at, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
@@ -149,7 +149,7 @@ def committed(text: str, ws: list[Word], question: str, spans: list[tuple[int, i
     if not runs:
         return None
     lead = spans[sentence_at(spans, ws[runs[0][0]].start)]
-    cues = (role_cues(question) | did_verb(question), passive_cues(question))
+    cues = (answer_cues(question), passive_cues(question))
     person_asked = bool(PERSON_QUESTION.search(question))
     ranked = [(_strength(text, ws, r, cues, lead, emphasis, question_words, spans), k, r) for k, r in enumerate(runs)
               if not is_negated(text, ws[r[0]].start, ws[r[1]].end)

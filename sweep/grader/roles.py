@@ -56,7 +56,7 @@ _AFTER_VERB = re.compile(r"\s+(?:in|on|at|to|for|with|from|by|of|as|into|after|b
 _DID = re.compile(r"\b(?:did|does|do)\b(.*)", re.I)
 
 
-def did_verb(question: str) -> frozenset[str]:
+def _did_verb(question: str) -> frozenset[str]:
     """The stem of a "did" question's verb: the first lower-case word after "did" followed by a preposition, a
     determiner or the clause's end ("did the skaters finish in", "did Corelli die?"), else the last one followed by
     a name or number ("did the singer and actress Vanessa Hudgens marry Cole Tucker": nouns before a name come
@@ -69,6 +69,12 @@ def did_verb(question: str) -> frozenset[str]:
     verbs = [m for m in lower if _AFTER_VERB.match(rest, m.end())][:1] or \
         [m for m in lower if re.match(r"\s+[A-Z0-9*\"]", rest[m.end():])][-1:]
     return frozenset(stem(m.group()) for m in verbs)
+
+
+def answer_cues(question: str) -> frozenset[str]:
+    """The cues that place an answer: the question's verbs and the verb of a "did" question ("did the skaters
+    finish": "finished fifth"). A denial of the asked event (shapes.denies_event) reads `role_cues` alone."""
+    return role_cues(question) | _did_verb(question)
 
 
 def passive_cues(question: str) -> frozenset[str]:

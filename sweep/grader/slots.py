@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .dates import GoldDate, combine, compare_date, date_mentions, year_mentions
 from .numbers import GoldNumber, GoldRange, Number, numbers
 from .refusals import denies, is_hedged, is_negated, is_retracted, offers_alternative
-from .roles import cued_after, cued_before, did_verb, role_cues
+from .roles import answer_cues, cued_after, cued_before
 from .text import fold, sentence_at
 from .verdict import AMBIGUOUS, CONSISTENT, CORRECT, DIFFERENT, EQUAL, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -197,7 +197,7 @@ def _several(text: str, candidates: list[Candidate], spans: list[tuple[int, int]
 def in_role(text: str, question: str, candidates: list[Candidate]) -> list[Candidate]:
     """The candidates from the first one in the question's role on ("born in 1653, died in 1713" for a death year:
     from 1713): a number or date in another role is no answer. All of them if none has a role cue."""
-    cues = role_cues(question) | did_verb(question)  # "did the skaters finish": "finished fifth"
+    cues = answer_cues(question)
     cued = [i for i, c in enumerate(candidates) if cued_before(text, c.start, cues) or cued_after(text, c.end, cues)]
     return candidates[cued[0]:] if cued else candidates
 

@@ -122,4 +122,25 @@ COMMIT_CASES = [
     # a century is a range of years, like a decade
     ("century", "In what year was the town founded?", "1757", "It was founded in the 8th century.", I),
     ("century", "In what year was the town founded?", "1757", "It was founded in the 18th century.", NA),
+    # a value stated as the answer commits to it whatever its type; the question's own words, a refusal or a
+    # lower-case continuation do not
+    ("stated", "In which city was the treaty signed?", "Utrecht",
+     "Let me think.\n\n**Answer:** 4\n\nExplanation: 4", I),
+    ("stated", "How many goals did he score that season?", "thirty",
+     "The answer is 1998. The answer is 1998.", I),
+    ("stated", "In which city was the treaty signed?", "Utrecht", "The answer is Utrecht. The answer is Utrecht.", C),
+    ("stated", "Which river flows through the Tarn valley?", "Tarn", "The answer is: Tarn Valley.", C),
+    ("stated", "In what year did the Old Mill Town open?", "1911", "The answer is: Old Mill Town.", NA),
+    ("stated", "In which city was the treaty signed?", "Utrecht", "The answer is not something I can confirm.", NA),
+    ("stated", "In which city was the treaty signed?", "Utrecht", "The answer is probably in the archives of it", NA),
+    # a denial of the question's premise answers it (the rubric's "does not have any children"); about a story,
+    # "a fictional character" denies nothing
+    ("premise", "Which bishop consecrated the chapel in 1602?", "John Still",
+     "That question rests on a false premise: the chapel was built in 1780.", I),
+    ("premise", "Who was the winner of the 1931 chess cup in Lisbon?", "Artur Lopes",
+     "The winner of the 1931 chess cup in Lisbon is a fictional person invented for a novel.", I),
+    ("premise", "Who voices the character Mira in the series?", "Ana Cruz",
+     "Mira is a fictional character in the series, voiced by an actor of the studio.", NA),
+    ("premise", "In what year did the mayor open the bridge?", "1911",
+     "No such bridge exists; the mayor opened a tunnel.", I),
 ]

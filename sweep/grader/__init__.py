@@ -41,12 +41,12 @@ def grade(question: str, gold: str, predicted: str) -> Verdict:
         return [c for c in candidates if not any(s <= c.start < e for s, e in refusing)]
 
     if (when := parse_date_gold(gold)) is not None:
-        return grade_slot(text, question, answerable(date_candidates(text, question, when)), spans,
+        return grade_slot(text, question, gold, answerable(date_candidates(text, question, when)), spans,
                           answerable(date_candidates(text, question, when, any_precision=True)))
     if (version := parse_version_gold(gold)) is not None:
-        return grade_slot(text, question, answerable(version_candidates(text, question, version)), spans)
+        return grade_slot(text, question, gold, answerable(version_candidates(text, question, version)), spans)
     if (number := parse_number_gold(question, gold)) is not None:
-        return grade_slot(text, question, answerable(number_candidates(text, question, number)), spans)
+        return grade_slot(text, question, gold, answerable(number_candidates(text, question, number)), spans)
     emphasis = emphasised(answer) if chosen is None else None
     verdict = grade_text(text, question, parse_text_gold(question, gold), spans, gold, emphasis)
     if chosen is not None and verdict.grade == NOT_ATTEMPTED:  # the chosen option is a committed answer

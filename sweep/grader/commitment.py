@@ -17,7 +17,7 @@ from .emphasis import another_answer, within
 from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
 from .region import answer_region_end, declines, makes_claim
 from .roles import answer_cues, cued_after, cued_before, passive_cues
-from .shapes import denies_event, describes, other_numbering, same_numbering
+from .shapes import denies_event, denies_premise, describes, other_numbering, same_numbering, states_other_answer
 from .text import Word, echoes, sentence_at, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -299,7 +299,7 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
         return Verdict(INCORRECT, reason="gives another number for a part of the gold")
     if same_numbering(text[:region_end], gold_text):
         return Verdict(CORRECT, is_hedged(text[:region_end]), "numbers every part of the gold as the gold does")
-    if denies(text, spans, question) or denies_event(text, question):
+    if denies(text, spans, question) or denies_event(text, question) or denies_premise(text, spans, question):
         return Verdict(INCORRECT, reason="denies that there is an answer")
     if declines(text, spans, question_words):
         return Verdict(NOT_ATTEMPTED, reason="declines to answer")
@@ -312,6 +312,8 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
     gold_words = {t for items in gold.alternatives for item in items for t in item.tokens}
     if commitment is None and another_answer(text, region_end, emphasis, gold_words, question_words):
         return Verdict(INCORRECT, reason="emphasises another answer")
+    if commitment is None and states_other_answer(text, spans, gold_text, question):
+        return Verdict(INCORRECT, reason="states another value as the answer")
     if commitment is None:
         return Verdict(NOT_ATTEMPTED, reason="commits to no answer for the slot")
     if named and any(_partial(ws, commitment, items[0]) for items in gold.alternatives):

@@ -1,5 +1,6 @@
 """Answers that commit to no name yet still contradict the gold: another number for a part of a numbered gold, a
-description in place of a described gold, a denial of the asked event."""
+description in place of a described gold, a denial of the asked event or of the question's premise, a value of
+another type stated as the answer."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import re
 
 from .names import SENTENCE_OPENERS
 from .numbers import numbers
+from .refusals import is_refusal
 from .roles import role_cues, stem
-from .text import words
+from .text import sentence_at, words
 
 _NUMBERED = re.compile(r"\b([a-z]+)\s*,?\s*(?:no\.?\s*|#\s*)?(\d+)\b", re.I)  # "Season 1", "episode no. 3"
 # Parts a number can also be given to in words, before or after it: "the third episode", "series one".
@@ -64,3 +66,54 @@ def denies_event(text: str, question: str) -> bool:
     """Denies what the question asks about: "Rugged Lark did not win the title" for "In which years did it win"."""
     cues = role_cues(question)
     return any(stem(m) in cues for m in re.findall(r"\b(?:not|never|n't)\s+(?:\w+ly\s+)?([a-z]+)", text))
+
+
+# Rejects the question itself (the rubric's "Barack Obama does not have any children"): a false premise, a person
+# or thing that does not exist or is invented.
+_PREMISE_DENIAL = re.compile(
+    r"\b(?:based on|rests on|relies on|built on) (?:a|an) (?:(?:false|mistaken|incorrect|faulty|flawed) "
+    r"(?:premise|assumption)|misunderstanding|misconception)\b|\b(?:question|premise) (?:is|seems) (?:false|"
+    r"mistaken|incorrect|flawed)\b|\b(?:does|did) not (?:actually |really )?exist\b|\bnever (?:actually |really )?"
+    r"existed\b|\bno such [a-z]+(?: [a-z]+)? (?:ever )?(?:exists?|existed)\b|\bthere (?:is|was|are|were) no such\b|"
+    r"\b(?:a |an )?(?:fictional|fictitious|made-up|imaginary|invented) (?:character|person|figure|place|entity|"
+    r"event)\b", re.I)
+# A question about a story may ask about its fictional people: there "a fictional character" denies nothing.
+_ABOUT_FICTION = re.compile(r"\b(?:fictional|character|novel|film|movie|series|episode|season|game|show|book|"
+                            r"comic|manga|anime|play|story|saga|campaign|cartoon)s?\b", re.I)
+
+
+def denies_premise(text: str, spans: list[tuple[int, int]], question: str) -> bool:
+    """Says the question's premise is false ("This question is based on a misunderstanding", "is a fictional
+    character created by", "no such person") in a sentence that does not refuse."""
+    fiction = bool(_ABOUT_FICTION.search(question))
+    for match in _PREMISE_DENIAL.finditer(text):
+        start, end = spans[sentence_at(spans, match.start())] if spans else (0, len(text))
+        if (fiction and re.search(r"fictio|imagin|invent|made-up", match.group(), re.I)) or is_refusal(text[start:end]):
+            continue
+        return True
+    return False
+
+
+# "The answer is 111", "**Answer:** 0000": a value stated as the answer, whatever its type.
+_STATED = re.compile(r"(?i:\bthe (?:correct |final |right )?answer (?:is|was)|(?:^|\n)[ \t*#]*answer[ \t*]*:)"
+                     r"[ \t*:\-]*([A-Z0-9][^\n*]*)")  # the value opens with a capital or a digit: a name or number
+_STATED_END = re.compile(r"[.!?;](?:\s|$)|,")
+
+
+def states_other_answer(text: str, spans: list[tuple[int, int]], gold: str, question: str) -> bool:
+    """A value the response states as its answer ("The answer is 111" for a city, "Answer: 0000" for a year) that
+    shares no word with the gold, in a sentence that does not refuse. A lone letter is an option, not a value; a
+    value of nothing but the question's own words (letters, not a number) restates the question instead."""
+    gold_words = {w.text for w in words(gold)}
+    asked = {w.text for w in words(question)}
+    for match in _STATED.finditer(text):
+        value = match.group(1)
+        value = value[:cut.start()] if (cut := _STATED_END.search(value)) else value
+        said = {w.text for w in words(value)}
+        start, end = spans[sentence_at(spans, match.start(1))] if spans else (0, len(text))
+        if not said or re.fullmatch(r"[A-Z]\W*", value.strip()) or said & gold_words or is_refusal(text[start:end]):
+            continue
+        if not any(c.isdigit() for c in value) and said <= asked:
+            continue
+        return True
+    return False

@@ -10,6 +10,7 @@ from .dates import GoldDate, combine, compare_date, date_mentions, year_mentions
 from .numbers import GoldNumber, GoldRange, Number, numbers
 from .refusals import denies, is_hedged, is_negated, is_retracted, offers_alternative
 from .roles import answer_cues, cued_after, cued_before
+from .shapes import denies_premise, states_other_answer
 from .text import fold, sentence_at
 from .verdict import AMBIGUOUS, CONSISTENT, CORRECT, DIFFERENT, EQUAL, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -213,7 +214,7 @@ def _contradicted(text: str, first: Candidate, live: list[Candidate], spans: lis
                and _CONTRAST.search(text, first.end, c.start) for c in live)
 
 
-def grade_slot(text: str, question: str, candidates: list[Candidate], spans: list[tuple[int, int]],
+def grade_slot(text: str, question: str, gold: str, candidates: list[Candidate], spans: list[tuple[int, int]],
                rivals: list[Candidate] | None = None) -> Verdict:
     """Grade a number or date answer from its candidates (refusing sentences already left out); `rivals` (the
     candidates by default) may contradict it after a contrast, a coarser date too ("though his birth year is 1881")."""
@@ -222,8 +223,10 @@ def grade_slot(text: str, question: str, candidates: list[Candidate], spans: lis
     if any(c.status == EQUAL for c in negated):
         return Verdict(INCORRECT, reason="the gold answer is negated")
     if not live:
-        if denies(text, spans, question):
+        if denies(text, spans, question) or denies_premise(text, spans, question):
             return Verdict(INCORRECT, reason="denies that there is an answer")
+        if states_other_answer(text, spans, gold, question):
+            return Verdict(INCORRECT, reason="states another value as the answer")
         return Verdict(NOT_ATTEMPTED, reason="no answer of the gold's type")
     first = live[0]
     if _several(text, live, spans):

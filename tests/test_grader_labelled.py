@@ -10,17 +10,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sweep.grader.evaluate_labels import WRITTEN, agreement, graded, read_labels, report
+from sweep.grader.evaluate_labels import (GRADES, WRITTEN, agreement, cohen_kappa, graded, labeller_report,
+                                          read_labels, report, second_labels)
 
 LABELS = Path(__file__).parent / "data" / "grader_labels.csv"
 HOLDOUT = Path(__file__).parent / "data" / "grader_labels_holdout.csv"
+SECOND = Path(__file__).parent / "data" / "grader_labels_second.csv"  # a blind second labeller's labels
 # The targets: overall agreement, agreement on real outputs, and the false-CORRECT rate (the error that
-# flatters steering). The rules were written while reading the labelled set, so its figures are in-sample; the
-# held-out set was labelled before any grader saw it and no rule was changed after reading it (docs/grading.md).
+# flatters steering). The rules were written while reading the labelled set, so its figures are in-sample. Each
+# round of the held-out set was labelled blind and graded with the rules frozen; that first figure is the
+# out-of-sample one (docs/grading.md), later rules may have read a round's misses.
 FALSE_CORRECT_MAX = 0.01
 AGREEMENT_TARGET, REAL_AGREEMENT_TARGET = 0.95, 0.90
-AGREEMENT_FLOOR = 0.93  # under the measured 93.6% (440 cases)
-HOLDOUT_AGREEMENT_FLOOR = 0.68  # under the measured 70.0% (60 held-out cases)
+AGREEMENT_FLOOR = 0.94  # under the measured 94.8% (440 cases)
+HOLDOUT_AGREEMENT_FLOOR = 0.75  # under the measured 77.5% (120 held-out cases: two rounds of 60)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +61,20 @@ def test_on_held_out_outputs_no_false_correct_and_agreement_above_its_floor():
     a = agreement(held_out)
     assert a.false_correct <= FALSE_CORRECT_MAX, f"{a.false_correct:.1%} of {a.non_correct} non-CORRECT labels"
     assert a.agree >= HOLDOUT_AGREEMENT_FLOOR
+
+
+def test_a_second_labeller_labelled_known_cases_and_is_compared_with_the_first(frame):
+    held_out = graded(read_labels(HOLDOUT))
+    both = pd.concat([second_labels(SECOND, frame), second_labels(SECOND, held_out)])
+    assert len(both) == len(pd.read_csv(SECOND)) >= 200  # every second label belongs to a labelled case
+    print("\n" + labeller_report(both))
+    assert cohen_kappa(both["label"], both["second"]) > 0.6  # two readers of one rubric mostly agree
+
+
+def test_cohen_kappa_is_one_for_agreement_and_near_zero_for_chance():
+    labels = pd.Series(GRADES * 40)
+    assert cohen_kappa(labels, labels) == pytest.approx(1.0)
+    assert abs(cohen_kappa(labels, labels.sample(frac=1, random_state=0).reset_index(drop=True))) < 0.15
 
 
 def test_a_label_outside_the_three_grades_is_refused(tmp_path):

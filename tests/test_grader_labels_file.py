@@ -1,5 +1,6 @@
-"""Integrity of the grader's labelled set (tests/data/grader_labels.csv) and its held-out set
-(grader_labels_holdout.csv); agreement is tested elsewhere."""
+"""Integrity of the grader's labelled set (tests/data/grader_labels.csv), its held-out set
+(grader_labels_holdout.csv) and a second labeller's labels of some of their cases (grader_labels_second.csv);
+agreement is tested elsewhere."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 LABELS_CSV = Path(__file__).parent / "data" / "grader_labels.csv"
 HOLDOUT_CSV = Path(__file__).parent / "data" / "grader_labels_holdout.csv"
+SECOND_CSV = Path(__file__).parent / "data" / "grader_labels_second.csv"
 COLUMNS = ["case_id", "source", "arm", "question", "gold", "response", "label", "hedged", "labelled_by", "why",
            "disputed"]
 REAL_SOURCES = {"paper_baseline", "paper_full", "paper_segmented", "smollm2"}
@@ -18,10 +20,10 @@ LABELS = {"CORRECT", "INCORRECT", "NOT_ATTEMPTED"}
 BOOLEANS = {"true", "false"}
 
 
-def _read(path: Path) -> list[dict[str, str]]:
+def _read(path: Path, columns: list[str] = COLUMNS) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == COLUMNS
+        assert reader.fieldnames == columns
         return list(reader)
 
 
@@ -35,12 +37,22 @@ def holdout() -> list[dict[str, str]]:
     return _read(HOLDOUT_CSV)
 
 
+@pytest.fixture(scope="module", params=[LABELS_CSV, HOLDOUT_CSV], ids=["labelled", "held-out"])
+def either(request) -> list[dict[str, str]]:
+    return _read(request.param)
+
+
 def test_the_held_out_set_is_real_outputs_none_of_them_in_the_labelled_set(rows, holdout) -> None:
     assert len(holdout) >= 50 and {row["source"] for row in holdout} <= REAL_SOURCES
     seen = {(row["question"], row["response"]) for row in rows}
     assert not [row["case_id"] for row in holdout if (row["question"], row["response"]) in seen]
-    test_every_row_is_well_formed(holdout)
-    test_case_ids_are_unique(rows + holdout)
+
+
+def test_second_labels_are_of_labelled_cases_once_each(rows, holdout) -> None:
+    second = _read(SECOND_CSV, ["case_id", "label", "hedged", "labelled_by", "why"])
+    ids = [row["case_id"] for row in second]
+    assert len(ids) == len(set(ids)) and set(ids) <= {row["case_id"] for row in rows + holdout}
+    assert {row["label"] for row in second} <= LABELS and {row["hedged"] for row in second} <= BOOLEANS
 
 
 def test_sizes(rows: list[dict[str, str]]) -> None:
@@ -51,8 +63,8 @@ def test_sizes(rows: list[dict[str, str]]) -> None:
     assert len(written) <= 110
 
 
-def test_every_row_is_well_formed(rows: list[dict[str, str]]) -> None:
-    for row in rows:
+def test_every_row_is_well_formed(either: list[dict[str, str]]) -> None:
+    for row in either:
         where = row["case_id"]
         assert row["source"] in REAL_SOURCES | {"written"}, where
         assert row["label"] in LABELS, where
@@ -63,8 +75,8 @@ def test_every_row_is_well_formed(rows: list[dict[str, str]]) -> None:
             assert row[column].strip(), f"{where}: empty {column}"
 
 
-def test_case_ids_are_unique(rows: list[dict[str, str]]) -> None:
-    ids = [row["case_id"] for row in rows]
+def test_case_ids_are_unique(rows, holdout) -> None:
+    ids = [row["case_id"] for row in rows + holdout]
     assert len(ids) == len(set(ids))
 
 
@@ -83,8 +95,8 @@ def test_every_label_is_represented_in_real_and_written(rows: list[dict[str, str
         assert {row["label"] for row in rows if row["source"] in group} == LABELS
 
 
-def test_paper_golds_are_not_spreadsheet_dates(rows: list[dict[str, str]]) -> None:
-    mangled = [row["case_id"] for row in rows
+def test_paper_golds_are_not_spreadsheet_dates(either: list[dict[str, str]]) -> None:
+    mangled = [row["case_id"] for row in either
                if row["source"] in PAPER_ARMS and _looks_like_spreadsheet_date(row["gold"])]
     assert not mangled
 

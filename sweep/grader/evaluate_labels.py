@@ -1,9 +1,11 @@
 """The grader against a labelled set (tests/data/grader_labels.csv, or the held-out
 tests/data/grader_labels_holdout.csv): agreement with its 95% Wilson interval, confusion matrices overall, on
 real outputs and per arm, and the false-CORRECT rate (non-CORRECT labels graded CORRECT, the error that
-flatters steering).
+flatters steering). With `--second FILE` (a second, blind labeller's labels of some of the cases:
+tests/data/grader_labels_second.csv), also how often the two labellers agree (Cohen's kappa) and the grader's
+agreement with each and on the cases where they agree.
 
-    python -m sweep.grader.evaluate_labels tests/data/grader_labels.csv [--misses]
+    python -m sweep.grader.evaluate_labels tests/data/grader_labels.csv [--misses] [--second FILE]
 """
 
 from __future__ import annotations
@@ -61,6 +63,45 @@ def confusion(frame: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(index=GRADES, columns=GRADES, fill_value=0)
 
 
+def second_labels(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """The cases of `frame` a second labeller labelled, with their label as `second`."""
+    second = pd.read_csv(path, keep_default_na=False, dtype=str)
+    bad = sorted(set(second["label"]) - set(GRADES))
+    if bad:
+        raise ValueError(f"{path}: labels must be one of {', '.join(GRADES)}; found {', '.join(bad)}")
+    return frame.merge(second[["case_id", "label"]].rename(columns={"label": "second"}), on="case_id")
+
+
+def cohen_kappa(first: pd.Series, second: pd.Series) -> float:
+    """Agreement of two labellers beyond what their label shares alone would give (1: always agree, 0: chance)."""
+    observed = float((first.values == second.values).mean())
+    chance = sum(float((first == g).mean()) * float((second == g).mean()) for g in GRADES)
+    return 1.0 if chance == 1 else (observed - chance) / (1 - chance)
+
+
+def labeller_report(frame: pd.DataFrame) -> str:
+    """Two labellers against each other, and the grader against each and against the cases they agree on."""
+    from analysis.stats import wilson_interval
+
+    both = frame[frame["label"] == frame["second"]]
+    lines = ["### Two labellers", ""]
+    for title, part in (("all", frame), *(((f"disputed={d}"), g) for d, g in frame.groupby("disputed"))):
+        agreed = part[part["label"] == part["second"]]
+        ci = wilson_interval(int((agreed["grade"] == agreed["label"]).sum()), len(agreed)) if len(agreed) else None
+        on_both = (f"{(agreed['grade'] == agreed['label']).mean():.1%} ({ci.low:.1%}-{ci.high:.1%})" if ci else "-")
+        lines.append(f"- {title}: {len(part)} cases; labellers agree on {len(agreed)} "
+                     f"({len(agreed) / len(part):.1%}, kappa {cohen_kappa(part['label'], part['second']):.2f}); "
+                     f"grader agrees with the first {(part['grade'] == part['label']).mean():.1%}, with the second "
+                     f"{(part['grade'] == part['second']).mean():.1%}, on the {len(agreed)} agreed {on_both}")
+    table = pd.crosstab(pd.Categorical(frame["label"], GRADES), pd.Categorical(frame["second"], GRADES),
+                        dropna=False).reindex(index=GRADES, columns=GRADES, fill_value=0)
+    non_correct = both[both["label"] != CORRECT]
+    lines += ["", "first labeller (rows) against the second (columns):", "",
+              _markdown(table).replace("label \\ grader", "first \\ second"), "",
+              f"false CORRECT on agreed cases: {int((non_correct['grade'] == CORRECT).sum())} of {len(non_correct)}"]
+    return "\n".join(lines)
+
+
 def _markdown(table: pd.DataFrame) -> str:
     lines = ["| label \\ grader | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
     lines += [f"| {label} | " + " | ".join(str(v) for v in row) + " |" for label, row in table.iterrows()]
@@ -82,6 +123,8 @@ def _section(title: str, frame: pd.DataFrame) -> list[str]:
 def report(frame: pd.DataFrame) -> str:
     real = frame[frame["source"] != WRITTEN]
     lines = _section("All cases", frame) + _section("Real model outputs", real)
+    for labeller, group in frame.groupby("labelled_by", sort=True):  # one labelling round each
+        lines += _section(f"labelled by {labeller}", group)
     for (source, arm), group in frame.groupby(["source", "arm"], sort=True):
         lines += _section(f"{source} / {arm}", group)
     return "\n".join(lines)
@@ -91,9 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("labels", type=Path)
     parser.add_argument("--misses", action="store_true", help="also list every case where grader and label differ")
+    parser.add_argument("--second", type=Path, help="a second labeller's labels (case_id, label) of some cases")
     args = parser.parse_args(argv)
     frame = graded(read_labels(args.labels))
     print(report(frame))
+    if args.second:
+        print(labeller_report(second_labels(args.second, frame)))
     if args.misses:
         for row in frame[frame["label"] != frame["grade"]].itertuples():
             print(f"- {row.case_id} [{row.source}/{row.arm}] label {row.label}, grader {row.grade} ({row.reason}): "

@@ -27,9 +27,17 @@ COLUMNS = ("case_id", "source", "arm", "question", "gold", "response", "label")
 @dataclass(frozen=True)
 class Agreement:
     n: int
-    agree: float
-    false_correct: float  # share of non-CORRECT labels graded CORRECT
+    agreed: int
     non_correct: int
+    graded_correct: int  # of the non-CORRECT labels: the false CORRECTs
+
+    @property
+    def agree(self) -> float:
+        return self.agreed / self.n if self.n else 0.0
+
+    @property
+    def false_correct(self) -> float:
+        return self.graded_correct / self.non_correct if self.non_correct else 0.0
 
 
 def read_labels(path: Path) -> pd.DataFrame:
@@ -51,9 +59,8 @@ def graded(labels: pd.DataFrame) -> pd.DataFrame:
 
 def agreement(frame: pd.DataFrame) -> Agreement:
     non_correct = frame[frame["label"] != CORRECT]
-    false_correct = (non_correct["grade"] == CORRECT).mean() if len(non_correct) else 0.0
-    return Agreement(len(frame), float((frame["label"] == frame["grade"]).mean()), float(false_correct),
-                     len(non_correct))
+    return Agreement(len(frame), int((frame["label"] == frame["grade"]).sum()), len(non_correct),
+                     int((non_correct["grade"] == CORRECT).sum()))
 
 
 def confusion(frame: pd.DataFrame) -> pd.DataFrame:
@@ -112,11 +119,11 @@ def _section(title: str, frame: pd.DataFrame) -> list[str]:
     from analysis.stats import wilson_interval  # the project's one interval for shares
 
     a = agreement(frame)
-    agree = wilson_interval(round(a.agree * a.n), a.n)
-    false_correct = round(a.false_correct * a.non_correct)
-    bound = f", 95% CI up to {wilson_interval(false_correct, a.non_correct).high:.1%}" if a.non_correct else ""
+    agree = wilson_interval(a.agreed, a.n)
+    bound = f", 95% CI up to {wilson_interval(a.graded_correct, a.non_correct).high:.1%}" if a.non_correct else ""
     return [f"### {title}", "", f"{a.n} cases, agreement {a.agree:.1%} (95% CI {agree.low:.1%}-{agree.high:.1%}), "
-            f"false CORRECT {a.false_correct:.1%} ({false_correct} of {a.non_correct} non-CORRECT labels{bound})", "",
+            f"false CORRECT {a.false_correct:.1%} ({a.graded_correct} of {a.non_correct} non-CORRECT labels"
+            f"{bound})", "",
             _markdown(confusion(frame)), ""]
 
 

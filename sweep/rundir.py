@@ -6,7 +6,8 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,21 +149,31 @@ class RunDir:
         write_text_atomic(self.config, to_yaml(cfg))
 
 
-def _atomic(path: Path, write) -> None:  # noqa: ANN001 - write is a callable taking a temporary path
-    """Write to a temporary file beside `path`, then rename: readers never see a half-written file. The file is
-    fsynced before the rename and the directory after it, so a power cut or a lost node (NFS) leaves the old
-    file or the new one, never a renamed but empty one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+@contextmanager
+def replacing(paths: Sequence[Path]) -> Iterator[list[Path]]:
+    """Temporary files beside `paths` to write; once the block ends without error each is fsynced and renamed onto
+    its path, in order (the directory fsynced after), else removed. Readers never see a half-written file, and a
+    power cut or a lost node (NFS) leaves the old file or the new one, never a renamed but empty one."""
+    temporary: list[Path] = []
     try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            temporary.append(Path(name))
+        yield temporary
+        for tmp, path in zip(temporary, paths):
+            _fsync(tmp, os.O_RDONLY)
+            os.replace(tmp, path)
+            _fsync(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    finally:
+        for tmp in temporary:
+            tmp.unlink(missing_ok=True)
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+    with replacing([path]) as (tmp,):
         write(tmp)
-        _fsync(Path(tmp), os.O_RDONLY)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
 
 
 def _fsync(path: Path, flags: int) -> None:

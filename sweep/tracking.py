@@ -136,6 +136,11 @@ def sync_workers(uri: str, configured: int) -> int:
     return configured or min(8, os.cpu_count() or 1)
 
 
+def saved_parents(ids_file: Path) -> dict[str, str]:
+    """The parent run id saved in a run directory (mlflow_run.json) for each tracking store."""
+    return json.loads(ids_file.read_text()) if ids_file.exists() else {}
+
+
 class Tracker:
     """The MLflow side of one run directory."""
 
@@ -157,7 +162,7 @@ class Tracker:
         """The parent run saved in the run directory for this store; else one tagged with this directory's random
         id (a directory whose mlflow_run.json was lost; never an older directory at the same path); else a new
         one. Saved back either way."""
-        saved = json.loads(ids_file.read_text()) if ids_file.exists() else {}
+        saved = saved_parents(ids_file)
         parent = saved.get(self.uri)
         if parent and not self._exists(parent):
             parent = None

@@ -171,8 +171,9 @@ def replay(state: StudyState, in_flight: int, trials: int) -> optuna.Study:
     return study
 
 
-def finished(key: str, rows: list[dict] | None, trials: int) -> bool:
-    return rows is not None and len(rows) >= budget(arm_by_name(parse_key(key)[1]), trials)
+def finished(key: str, told: int, trials: int) -> bool:
+    """A study with `told` trials told has run its arm's whole budget."""
+    return told >= budget(arm_by_name(parse_key(key)[1]), trials)
 
 
 def shard_file(state_dir: str | Path, keys: list[str]) -> Path:
@@ -242,10 +243,12 @@ class CpuClock:
             self.seconds[component] += time.thread_time() - started
 
 
-def run_shard(config: dict[str, Any], settings: StudySettings, dispatcher: Any, replicas: list) -> None:
-    """Tune function trainable for one shard: `config["studies"]` = its keys. Studies that finished before are
-    masked: they ask nothing, so each batch holds what the uninterrupted run's held."""
-    keys = config["studies"]
+def run_shard(config: dict[str, Any], settings: StudySettings, dispatcher: Any, replicas: list,
+              shards: list[list[str]]) -> None:
+    """Tune function trainable for one shard: `config["shard"]` = its index in `shards`, the lists of study keys
+    (an index, not the keys: Tune keeps every trial's config in its experiment state). Studies that finished before
+    are masked: they ask nothing, so each batch holds what the uninterrupted run's held."""
+    keys = shards[config["shard"]]
     path = shard_file(settings.state_dir, keys)
     saved = read_shard(path)
     states = {k: new_state(k, settings, saved.get(k)) for k in keys}
@@ -263,12 +266,13 @@ def run_shard(config: dict[str, Any], settings: StudySettings, dispatcher: Any, 
         with clock("state_write"):
             append_round(path, rows)
         told = sorted({study_key(row["prompt_id"], row["method"]) for row in rows})
-        # Small results: Tune keeps the last one of every trial in its experiment state. Objectives as pairs, not
-        # a dict: Tune would flatten a dict into one metric per study and keep running statistics of each.
+        # Small results: Tune keeps the last one of every trial in its experiment state, and running statistics of
+        # every number in it. The progress line's mean needs only the shard's sum and count of best objectives.
+        best = [max(r["objective"] for r in state.rows) for state in states.values() if state.rows]
         with clock("tune_report"):
             tune.report({"trials_done": len(rows), "state_file": str(path),
-                         "objectives": [[k, max(r["objective"] for r in states[k].rows)] for k in told],
-                         "finished": [k for k in told if finished(k, states[k].rows, settings.trials)],
+                         "best_objectives": [sum(best), len(best)],
+                         "finished": [k for k in told if finished(k, len(states[k].rows), settings.trials)],
                          "cpu": dict(clock.seconds), "pid": os.getpid(), "process_cpu_s": time.process_time()})
 
 

@@ -179,24 +179,28 @@ def test_failed_json_is_written_before_the_parquet_files(tmp_path, monkeypatch):
                                                            "objective": 0.5, "seconds": 0.1}])
 
     def killed(*args, **kwargs):  # noqa: ANN002, ANN003
-        raise KeyboardInterrupt  # the kill, between the first file and the next
+        raise KeyboardInterrupt  # the kill, as the Parquet files are opened
 
-    monkeypatch.setattr(tune_module, "write_arrow", killed)
+    monkeypatch.setattr(tune_module, "replacing", killed)
     with pytest.raises(KeyboardInterrupt):
         tune_module._write_results(run, ["0/full", "1/full"], 3)
     assert json.loads(run.tune_failed.read_text()) == ["0/full", "1/full"]
 
 
-def test_the_results_are_each_finished_studys_longest_history_best_first_by_the_selection_rule(tmp_path):
-    """_write_results streams the state files into Arrow; it writes what the plain rule gives from every study's
-    rows as Python objects: the longest history over the files (a study regrouped after a resume under another
-    cluster.max_batch sits in two), finished studies only, sorted; best by best_trials."""
+@pytest.mark.parametrize("slice_prompts", [1, 500])
+def test_the_results_are_each_finished_studys_longest_history_best_first_by_the_selection_rule(
+        tmp_path, monkeypatch, slice_prompts):
+    """_write_results writes a slice of prompts at a time (one prompt, or all of them here); it writes what the
+    plain rule gives from every study's rows as Python objects: the longest history over the files (a study
+    regrouped after a resume under another cluster.max_batch sits in two), finished studies only, sorted; best by
+    best_trials."""
     import random
 
     import pyarrow.parquet as pq
 
     from sweep.stages.tune import best_trials
 
+    monkeypatch.setattr(tune_module, "SLICE_PROMPTS", slice_prompts)
     _, run = make_run(tmp_path / "run", 3)
     run.tune_state.mkdir(parents=True)
     draw = random.Random(0)

@@ -17,7 +17,7 @@ from ..health import check_shared_storage
 from ..lease import Lease
 from ..rundir import RunDir, iter_rows, read_rows, write_text_atomic
 from ..session import Session
-from ..tracking import sync_workers
+from ..tracking import saved_parents, sync_workers
 from ..tuning import study_key, trial_params
 from . import STAGES
 from .enrich import enrich
@@ -130,8 +130,7 @@ def sync_receipt(run: RunDir, params: dict[str, object]) -> dict[str, object]:
 def parent_finished(session: Session) -> bool:
     """Whether the parent run saved for this store is there and FINISHED (one call; False when it cannot say, so
     a store that was wiped or is away gets the full sync and its warning)."""
-    saved = json.loads(session.run.mlflow_ids.read_text()) if session.run.mlflow_ids.exists() else {}
-    parent = saved.get(session.tracking_uri)
+    parent = saved_parents(session.run.mlflow_ids).get(session.tracking_uri)
     try:
         info = MlflowClient(session.tracking_uri).get_run(parent).info if parent else None
         return info is not None and info.status == "FINISHED" and info.lifecycle_stage == "active"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 from ray import tune
 
@@ -31,7 +31,7 @@ from ..dispatch import start_dispatcher
 from ..errors import SweepError
 from ..health import StallWatch
 from ..progress import Progress
-from ..rundir import SCHEMAS, RunDir, read_rows, write_arrow, write_text_atomic
+from ..rundir import SCHEMAS, RunDir, read_rows, replacing, write_text_atomic
 from ..scoring import DEGENERATE_REPETITION
 from ..session import Session, num_layers, steer_settings, trial_resources
 from ..tracking import LiveLogger
@@ -46,8 +46,10 @@ log = logging.getLogger(__name__)
 class ShardProgress(tune.Callback):
     """Feeds the stage's progress line from the shards' round results."""
 
-    def __init__(self, progress: Progress, best: dict[str, float]) -> None:
-        self.progress, self.best = progress, best
+    def __init__(self, progress: Progress, resumed: dict[str, float]) -> None:
+        """`resumed`: the best objective of each study that has trials from an earlier attempt."""
+        self.progress = progress
+        self.best = {"resumed": [sum(resumed.values()), len(resumed)]}  # Tune trial -> its studies' [sum, count]
         self.shard_cpu: dict[str, dict[str, float]] = {}  # Tune trial -> its CPU seconds per component so far
         self.process_cpu: dict[int, float] = {}  # trial actor's pid -> its process CPU seconds so far
 
@@ -57,8 +59,9 @@ class ShardProgress(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
         self.shard_cpu[trial.trial_id] = result["cpu"]
         self.process_cpu[result["pid"]] = max(self.process_cpu.get(result["pid"], 0.0), result["process_cpu_s"])
-        self.best.update(dict(result["objectives"]))
-        self.progress.update(result["trials_done"], f"best mean objective {statistics.fmean(self.best.values()):.3f}")
+        self.best[trial.trial_id] = result["best_objectives"]
+        total, count = map(sum, zip(*self.best.values()))
+        self.progress.update(result["trials_done"], f"best mean objective {total / max(count, 1):.3f}")
 
 
 def study_settings(session: Session, mismatch: dict[int, int]) -> StudySettings:
@@ -122,7 +125,7 @@ def plan_shards(state_dir: Path, keys: Sequence[str], size: int, latest: dict[st
     shards = []
     for start in range(0, len(keys), size):
         shard = list(keys[start:start + size])
-        if all(finished(k, latest.get(k), trials) for k in shard):
+        if all(finished(k, len(latest.get(k, ())), trials) for k in shard):
             continue
         path = shard_file(state_dir, shard)
         have = held.get(path, {})
@@ -142,21 +145,22 @@ def _run_shards(session: Session, settings: StudySettings, shards: list[list[str
     keys = [k for shard in shards for k in shard]
     total = sum(budgets[k] for k in keys)
     done = sum(min(len(latest.get(k, [])), budgets[k]) for k in keys)
-    best = {k: max(r["objective"] for r in latest[k]) for k in keys if latest.get(k)}
+    resumed = {k: max(r["objective"] for r in latest[k]) for k in keys if latest.get(k)}
     dispatcher = start_dispatcher([f"{pool.role}-{i}" for i in range(len(pool.actors))], pool.groups, serving,
                                   session.patience)
     trainable = tune.with_resources(
-        tune.with_parameters(run_shard, settings=settings, dispatcher=dispatcher, replicas=pool.actors),
+        tune.with_parameters(run_shard, settings=settings, dispatcher=dispatcher, replicas=pool.actors,
+                             shards=shards),
         trial_resources(cfg.cluster))
-    left = sum(not finished(k, latest.get(k), settings.trials) for k in keys)
+    left = sum(not finished(k, len(latest.get(k, ())), settings.trials) for k in keys)
     log.info("tune: %d studies left in %d shard%s of up to %d (attempt %d)", left, len(shards),
              "s" * (len(shards) > 1), len(shards[0]), attempt)
     with Progress("tune", total, "trials") as progress, _killed_after(dispatcher):
         progress.update(done)
-        shard_progress = ShardProgress(progress, best)
+        shard_progress = ShardProgress(progress, resumed)
         tuner = tune.Tuner(
             trainable,
-            param_space={"studies": tune.grid_search(shards)},
+            param_space={"shard": tune.grid_search(list(range(len(shards))))},
             # Two shards per replica, counting those yet to join: while one's batch runs, the other's is queued.
             tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=2 * len(pool.actors)),
             run_config=tune.RunConfig(
@@ -180,48 +184,54 @@ def _killed_after(actor: Any) -> Iterator[None]:
         ray.kill(actor)
 
 
-FILE = "_state_file"  # which state file a row came from, while the latest history of each study is picked
-STATE = pa.schema([*SCHEMAS["trials"], SCHEMAS["timings"].field("seconds"), pa.field(FILE, pa.int64())])
+ROWS = pa.schema([*SCHEMAS["trials"], SCHEMAS["timings"].field("seconds")])  # a state file's rows
+SLICE_PROMPTS = 100  # prompts whose trials the driver holds at once while it writes the results
 ORDER = [("prompt_id", "ascending"), ("method", "ascending"), ("trial", "ascending")]
 
 
 def _write_results(run: RunDir, keys: list[str], trials: int) -> None:
     """trials/best/timings of every finished study, from the state files; the unfinished ones are named and the
     stage fails, so a rerun runs only those. failed.json goes first: a kill between it and the Parquet files
-    leaves the stage not done, never a partial stage that looks done. One state file at a time into Arrow: the
-    driver never holds the sweep's trials as Python objects (~3 KB a trial)."""
-    tables, bests, longest = [], [], {}
-    for index, path in enumerate(sorted(run.tune_state.glob("*.jsonl"))):
+    leaves the stage not done, never a partial stage that looks done. Two passes over the state files keep the
+    driver's memory flat however large the sweep: the first finds each study's longest history (a study regrouped
+    after a resume sits in two files), the second writes the finished studies a slice of prompts at a time."""
+    files = sorted(run.tune_state.glob("*.jsonl"))
+    longest: dict[str, tuple[int, int]] = {}  # study -> (its most rows in one file, that file's index)
+    prompts_in: list[set[int]] = []
+    for index, path in enumerate(files):
         shard = read_shard(path)
         for key, rows in shard.items():
             if len(rows) > longest.get(key, (0, -1))[0]:
                 longest[key] = (len(rows), index)
-        tables.append(pa.Table.from_pylist([{**r, FILE: index} for rows in shard.values() for r in rows], STATE))
-        bests.append(pa.Table.from_pylist([{**r, FILE: index} for key, rows in shard.items()
-                                           if finished(key, rows, trials) for r in best_trials(rows)], STATE))
-    done = {k: longest[k][1] for k in keys  # study -> the file of its longest history, if that one is complete
-            if longest.get(k, (0, -1))[0] >= budget(arm_by_name(parse_key(k)[1]), trials)}
+        prompts_in.append({parse_key(k)[0] for k in shard})
+    done = {k: longest[k][1] for k in keys if finished(k, longest.get(k, (0, -1))[0], trials)}
     failed = [k for k in keys if k not in done]
     if failed:
         write_text_atomic(run.tune_failed, json.dumps(failed))
-    table = _latest(pa.concat_tables(tables) if tables else STATE.empty_table(), done)
-    write_arrow(run.table("trials"), table.select(SCHEMAS["trials"].names))
-    write_arrow(run.table("best"), _latest(pa.concat_tables(bests) if bests else STATE.empty_table(), done)
-                .select(SCHEMAS["best"].names))
-    write_arrow(run.table("timings"), table.select(SCHEMAS["timings"].names))
+    prompt_ids = sorted({parse_key(k)[0] for k in done})
+    outputs = [run.table("trials"), run.table("best"), run.table("timings")]
+    with replacing(outputs) as paths:
+        writers = [pq.ParquetWriter(path, SCHEMAS[name]) for path, name in zip(paths, ("trials", "best", "timings"))]
+        try:
+            for start in range(0, len(prompt_ids), SLICE_PROMPTS):
+                wanted = set(prompt_ids[start:start + SLICE_PROMPTS])
+                rows = [r for index, path in enumerate(files) if prompts_in[index] & wanted
+                        for key, study in read_shard(path).items()
+                        if done.get(key) == index and parse_key(key)[0] in wanted for r in study]
+                table = pa.Table.from_pylist(rows, ROWS).sort_by(ORDER)
+                for writer, name, part in zip(writers, ("trials", "best", "timings"),
+                                              (table, pa.Table.from_pylist(best_trials(table.to_pylist()), ROWS),
+                                               table)):
+                    writer.write_table(part.select(SCHEMAS[name].names))
+        finally:
+            for writer in writers:
+                writer.close()
     if not failed:
         run.tune_failed.unlink(missing_ok=True)  # an earlier attempt's list: the stage is done now
     if failed:
         raise SweepError(f"{len(failed)} of {len(keys)} studies did not finish (Tune's errors are under "
                          f"{run.tune_storage}): {', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}. "
                          f"The {len(done)} finished ones are in trials.parquet; rerun the command to run the rest")
-
-
-def _latest(table: pa.Table, done: dict[str, int]) -> pa.Table:
-    """The rows of finished studies that come from their longest history's file, in (prompt, arm, trial) order."""
-    wanted = [done.get(study_key(p, m)) == f for p, m, f in zip(
-        table["prompt_id"].to_pylist(), table["method"].to_pylist(), table[FILE].to_pylist())]
-    return table.filter(pa.array(wanted, pa.bool_())).sort_by(ORDER)
 
 
 def best_trials(rows: Sequence[dict]) -> list[dict]:

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import re
 
-from .names import (PARTICLES, PERSON_QUESTION, SENTENCE_OPENERS, TITLES, GoldItem, GoldText, another_generation,
+from .names import (PARTICLES, PERSON_QUESTION, TITLES, GoldItem, GoldText, another_generation,
                     count_contradicts, covers, extra_member, has_given_name, locate, other_given_name, same_token)
 from .emphasis import another_answer, within
+from .entities import ANSWER_CUE, JOINERS, entities
 from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
 from .region import answer_region_end, declines, makes_claim
 from .roles import answer_cues, cued_after, cued_before, passive_cues
 from .shapes import denies_event, denies_premise, describes, other_numbering, same_numbering, states_other_answer
-from .text import Word, echoes, sentence_at, words
+from .text import Word, sentence_at, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
 
-_JOINERS = frozenset({"of", "the", "and", "for", "de", "van", "von", "der", "den", "da", "di", "du", "del", "la",
-                      "le", "al", "el", "bin", "ibn", "y"})
-_ANSWER_CUE = re.compile(r"\b(?:answer(?: is| would be)?|none other than)\s*:?\s*$", re.I)
 _LEADING = re.compile(r"^\W*(?:(?:the (?:correct )?answer is|answer|(?:it|this|that) (?:\w+ ){0,2}(?:is|was|be|been)|"
                       r"i (?:think|believe)(?: (?:it|that) (?:is|was))?|probably|perhaps|maybe|yes|sure|"
                       r"the)\W*)*$", re.I)
@@ -39,84 +37,13 @@ _ENDS_NAME = re.compile(r"[ \t]*(?:\n|[^\w\s]|$|(?:is|was|were|are|has|had|have|
                         r"said|told|brought|bought|taught|drew|lost|left|[a-z]+ed|[a-z]+es)\b)")
 
 
-def _joined(text: str, a: Word, b: Word) -> bool:
-    gap = text[a.end:b.start]
-    return bool(re.fullmatch(r"[ \t'-]*", gap) or ((a.initial or a.text in TITLES) and re.fullmatch(r"\.\s*", gap)))
-
-
-def _name_word(text: str, w: Word) -> bool:
-    return text[w.start].isupper()
-
-
-def entities(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[int, int]]:
-    """Runs of capitalised words ("George H. W. Bush", "University of Toronto") with a word of their own: not
-    only question words, titles and sentence openers."""
-    runs, i = _quoted(text, ws, question_words), 0
-    while i < len(ws):
-        if not _name_word(text, ws[i]):
-            i += 1
-            continue
-        if _not_a_name(text, ws[i]):
-            i += 1
-            continue
-        j = i
-        while (step := _continues(text, ws, j)) > 0:
-            j += step
-        own = [w for w in ws[i:j + 1]
-               if w.text not in SENTENCE_OPENERS | TITLES | _JOINERS and not echoes(w.text, question_words)]
-        while i < j and ws[i].text in SENTENCE_OPENERS:  # "The University of Toronto"
-            i += 1
-        if (own or _ANSWER_CUE.search(text[:ws[i].start])) and not _no_name(text, ws[i:j + 1], question_words):
-            runs.append((i, j))  # "The answer is Sikkim" names an answer, though the question says Sikkim
-        i = j + 1
-    return sorted(set(runs))
-
-
-def _no_name(text: str, run: list[Word], question_words: set[str]) -> bool:
-    """Capitalised words that name no answer: the question's acronym spelt out ("Indian Premier League" for
-    "IPL"), a loop ("Orientalia Orientalia Orientalia"), a field label opening a line ("Latitude: 13° S")."""
-    initials = "".join(w.text[0] for w in run if w.text not in _JOINERS)
-    looping = any(sum(w.text == v.text for v in run) >= 3 for w in run)
-    label = re.match(r"[ \t]*:", text[run[-1].end:]) and re.search(r"(?:^|\n)\W*$", text[:run[0].start])
-    return (len(initials) >= 2 and initials in question_words) or looping or bool(label)
-
-
-def _continues(text: str, ws: list[Word], j: int) -> int:
-    """How many words the name run ending at ws[j] grows by: a capitalised word, or up to two joiners and one
-    ("Bastion of the Stars"); 0 if it ends."""
-    for step in (1, 2, 3):
-        if j + step >= len(ws) or not _joined(text, ws[j + step - 1], ws[j + step]):
-            return 0
-        if _name_word(text, ws[j + step]) and not _not_a_name(text, ws[j + step]):
-            return step
-        if ws[j + step].text not in _JOINERS:
-            return 0
-    return 0
-
-
-def _not_a_name(text: str, word: Word) -> bool:
-    """An option letter ("A)", "(B)", "A." alone on its line) or a [placeholder]."""
-    option = re.match(r"[A-E](?:\)|\.[ \t]*(?:\n|$))", text[word.start:])
-    return bool(option or re.search(r"\[[^\]]*$", text[:word.start]))
-
-
-def _quoted(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[int, int]]:
-    """Short quoted answers ("selfie") with a word the question does not hold."""
-    runs = []
-    for quote in re.finditer(r'"([^"\n]{1,60})"', text):
-        inside = [k for k, w in enumerate(ws) if quote.start(1) <= w.start < quote.end(1)]
-        if inside and any(ws[k].text not in question_words for k in inside):
-            runs.append((inside[0], inside[-1]))
-    return runs
-
-
 def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[frozenset[str], frozenset[str]],
               lead_sentence: tuple[int, int], emphasis: str | None, question_words: set[str],
               spans: list[tuple[int, int]]) -> int:
     start, end = ws[run[0]].start, ws[run[1]].end
     before = text[lead_sentence[0]:start]
     cued = cued_before(text, start, *cues) or cued_after(text, end, cues[0])
-    if (cued and not _in_loop(ws, spans[sentence_at(spans, start)], run[0])) or _ANSWER_CUE.search(text[:start]):
+    if (cued and not _in_loop(ws, spans[sentence_at(spans, start)], run[0])) or ANSWER_CUE.search(text[:start]):
         return 0
     if within(text, start, end, emphasis):
         return 1
@@ -188,7 +115,7 @@ def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words
             hits = frozenset()
         # "Dr. A. P. J. Abdul Kalam" for "Dr. Kalam": a gold with no given name leaves the answer's free
         surname_ahead = not has_given_name(item) and item.core - 1 not in held
-        if not hits and w.text not in question_words | TITLES | PARTICLES | _JOINERS and not surname_ahead:
+        if not hits and w.text not in question_words | TITLES | PARTICLES | JOINERS and not surname_ahead:
             return False
         held |= hits
     middle = {k for k in range(1, item.core - 1) if item.tokens[k] not in PARTICLES}
@@ -196,7 +123,7 @@ def is_gold(ws: list[Word], run: tuple[int, int], item: GoldItem, question_words
 
 
 def _initials(item: GoldItem) -> str:
-    return "".join(t[0] for t in item.tokens[:item.core] if t not in _JOINERS)
+    return "".join(t[0] for t in item.tokens[:item.core] if t not in JOINERS)
 
 
 def _names_something(gold: GoldText) -> bool:
@@ -211,7 +138,7 @@ def _loose(text: str, ws: list[Word], first: int, last: int, item: GoldItem, spa
     sentence = sentence_at(spans, ws[first].start)
     if sentence != sentence_at(spans, ws[last].start):
         return True
-    strays = [w for w in ws[first:last + 1] if w.text not in _JOINERS and not any(same_token(w.text, t)
+    strays = [w for w in ws[first:last + 1] if w.text not in JOINERS and not any(same_token(w.text, t)
                                                                                   for t in item.tokens)]
     if not item.person and len(strays) > 1:
         return True

@@ -14,9 +14,9 @@ from .models import decoder_layers
 from .steering import Positions, Steer, fusion_hooks
 
 PERPLEXITY_BATCH = 8  # windows per scoring pass: logits are [batch, window, vocab] floats
-# Finished rows leave the batch once the live rows are at most this share of it; 0 never compacts. 0.5 cost
-# nothing at 48 and at 100 new tokens on the demo's questions, 0.75 cost 5% at 48 (docs/benchmarks.md).
-COMPACT_BELOW = 0.5
+# Finished rows leave the batch once the live rows are at most this share of it (docs/benchmarks.md measures
+# the copy against the positions saved); 0 never compacts.
+COMPACT_BELOW = 0.75
 
 
 def token_picker(sampling: Sequence[tuple[float, int] | None],

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from .numbers import numbers
-from .text import sentence_at, sentence_spans
+from .text import sentence_of, sentence_spans
 from .verdict import AMBIGUOUS, CONSISTENT, DIFFERENT, EQUAL
 
 _MONTHS = {"january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7, "august": 8,
@@ -69,7 +69,7 @@ def _readings(match: re.Match, text: str) -> tuple[DateParts, ...]:
 def _year_nearby(text: str, match: re.Match) -> int | None:
     """A day and month without a year take the first year-like number of their sentence."""
     spans = sentence_spans(text)
-    start, end = spans[sentence_at(spans, match.start())] if spans else (0, len(text))
+    start, end = sentence_of(text, spans, match.start())
     years = [n for n in numbers(text[start:end]) if n.year_like and 1000 <= n.value <= 2100]
     return int(years[0].value) if years else None
 

@@ -10,7 +10,7 @@ from .names import SENTENCE_OPENERS
 from .numbers import numbers
 from .refusals import is_refusal
 from .roles import role_cues, stem
-from .text import sentence_at, words
+from .text import sentence_of, words
 
 _NUMBERED = re.compile(r"\b([a-z]+)\s*,?\s*(?:no\.?\s*|#\s*)?(\d+)\b", re.I)  # "Season 1", "episode no. 3"
 # Parts a number can also be given to in words, before or after it: "the third episode", "series one".
@@ -87,7 +87,7 @@ def denies_premise(text: str, spans: list[tuple[int, int]], question: str) -> bo
     character created by", "no such person") in a sentence that does not refuse."""
     fiction = bool(_ABOUT_FICTION.search(question))
     for match in _PREMISE_DENIAL.finditer(text):
-        start, end = spans[sentence_at(spans, match.start())] if spans else (0, len(text))
+        start, end = sentence_of(text, spans, match.start())
         if (fiction and re.search(r"fictio|imagin|invent|made-up", match.group(), re.I)) or is_refusal(text[start:end]):
             continue
         return True
@@ -110,7 +110,7 @@ def states_other_answer(text: str, spans: list[tuple[int, int]], gold: str, ques
         value = match.group(1)
         value = value[:cut.start()] if (cut := _STATED_END.search(value)) else value
         said = {w.text for w in words(value)}
-        start, end = spans[sentence_at(spans, match.start(1))] if spans else (0, len(text))
+        start, end = sentence_of(text, spans, match.start(1))
         if not said or re.fullmatch(r"[A-Z]\W*", value.strip()) or said & gold_words or is_refusal(text[start:end]):
             continue
         if not any(c.isdigit() for c in value) and said <= asked:

@@ -98,6 +98,11 @@ def sentence_at(spans: list[tuple[int, int]], pos: int) -> int:
     return index
 
 
+def sentence_of(text: str, spans: list[tuple[int, int]], pos: int) -> tuple[int, int]:
+    """(start, end) of the sentence holding `pos`; the whole text when it has no sentences."""
+    return spans[sentence_at(spans, pos)] if spans else (0, len(text))
+
+
 def through_next_sentence(spans: list[tuple[int, int]], pos: int) -> int:
     """End of the sentence after the one holding `pos` (or of that one, if it is the last)."""
     i = sentence_at(spans, pos)

@@ -231,3 +231,19 @@ def test_the_results_are_each_finished_studys_longest_history_best_first_by_the_
     append_round(shard_file(run.tune_state, new), trial_rows(2, "full", 3)[2:])  # the rerun finishes 2/full
     tune_module._write_results(run, keys, 3)
     assert not run.tune_failed.exists() and len(pq.read_table(run.table("best"))) == 4
+
+
+def test_the_progress_line_counts_a_resumed_study_once(tmp_path):
+    """A shard's report holds the best objectives of its resumed studies too: it replaces the shard's resumed
+    figures, so the mean is over studies, each once."""
+    import io
+    from types import SimpleNamespace
+
+    from sweep.progress import Progress
+
+    progress = Progress("tune", 10, "trials", stream=io.StringIO())
+    shards = tune_module.ShardProgress(progress, [[0.2, 2], [0.5, 1]])  # shard 0: 2 resumed studies, shard 1: 1
+    report = {"cpu": {}, "pid": 1, "process_cpu_s": 0.0, "trials_done": 1}
+    shards.on_trial_result(0, [], SimpleNamespace(trial_id="a", config={"shard": 0}),
+                           {**report, "best_objectives": [1.5, 3]})  # the 2 resumed studies and a new one
+    assert progress.note == f"best mean objective {(1.5 + 0.5) / 4:.3f}"

@@ -46,10 +46,11 @@ log = logging.getLogger(__name__)
 class ShardProgress(tune.Callback):
     """Feeds the stage's progress line from the shards' round results."""
 
-    def __init__(self, progress: Progress, resumed: dict[str, float]) -> None:
-        """`resumed`: the best objective of each study that has trials from an earlier attempt."""
+    def __init__(self, progress: Progress, resumed: list[list[float]]) -> None:
+        """`resumed`: per shard, the [sum, count] of best objectives of its studies with trials from an earlier
+        attempt, until the shard reports its own (which holds them too)."""
         self.progress = progress
-        self.best = {"resumed": [sum(resumed.values()), len(resumed)]}  # Tune trial -> its studies' [sum, count]
+        self.best = dict(enumerate(resumed))  # shard index -> its studies' [sum, count] of best objectives
         self.shard_cpu: dict[str, dict[str, float]] = {}  # Tune trial -> its CPU seconds per component so far
         self.process_cpu: dict[int, float] = {}  # trial actor's pid -> its process CPU seconds so far
 
@@ -59,7 +60,7 @@ class ShardProgress(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001 - Tune's signature
         self.shard_cpu[trial.trial_id] = result["cpu"]
         self.process_cpu[result["pid"]] = max(self.process_cpu.get(result["pid"], 0.0), result["process_cpu_s"])
-        self.best[trial.trial_id] = result["best_objectives"]
+        self.best[trial.config["shard"]] = result["best_objectives"]
         total, count = map(sum, zip(*self.best.values()))
         self.progress.update(result["trials_done"], f"best mean objective {total / max(count, 1):.3f}")
 
@@ -145,7 +146,8 @@ def _run_shards(session: Session, settings: StudySettings, shards: list[list[str
     keys = [k for shard in shards for k in shard]
     total = sum(budgets[k] for k in keys)
     done = sum(min(len(latest.get(k, [])), budgets[k]) for k in keys)
-    resumed = {k: max(r["objective"] for r in latest[k]) for k in keys if latest.get(k)}
+    resumed = [[sum(b), len(b)] for b in ([max(r["objective"] for r in latest[k]) for k in shard if latest.get(k)]
+                                          for shard in shards)]
     dispatcher = start_dispatcher([f"{pool.role}-{i}" for i in range(len(pool.actors))], pool.groups, serving,
                                   session.patience)
     trainable = tune.with_resources(
@@ -209,9 +211,9 @@ def _write_results(run: RunDir, keys: list[str], trials: int) -> None:
     if failed:
         write_text_atomic(run.tune_failed, json.dumps(failed))
     prompt_ids = sorted({parse_key(k)[0] for k in done})
-    outputs = [run.table("trials"), run.table("best"), run.table("timings")]
-    with replacing(outputs) as paths:
-        writers = [pq.ParquetWriter(path, SCHEMAS[name]) for path, name in zip(paths, ("trials", "best", "timings"))]
+    names = ("trials", "best", "timings")
+    with replacing([run.table(name) for name in names]) as paths:
+        writers = [pq.ParquetWriter(path, SCHEMAS[name]) for path, name in zip(paths, names)]
         try:
             for start in range(0, len(prompt_ids), SLICE_PROMPTS):
                 wanted = set(prompt_ids[start:start + SLICE_PROMPTS])
@@ -219,9 +221,8 @@ def _write_results(run: RunDir, keys: list[str], trials: int) -> None:
                         for key, study in read_shard(path).items()
                         if done.get(key) == index and parse_key(key)[0] in wanted for r in study]
                 table = pa.Table.from_pylist(rows, ROWS).sort_by(ORDER)
-                for writer, name, part in zip(writers, ("trials", "best", "timings"),
-                                              (table, pa.Table.from_pylist(best_trials(table.to_pylist()), ROWS),
-                                               table)):
+                best = pa.Table.from_pylist(best_trials(table.to_pylist()), ROWS)
+                for writer, name, part in zip(writers, names, (table, best, table)):
                     writer.write_table(part.select(SCHEMAS[name].names))
         finally:
             for writer in writers:

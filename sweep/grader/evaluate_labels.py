@@ -40,9 +40,9 @@ class Agreement:
         return self.graded_correct / self.non_correct if self.non_correct else 0.0
 
 
-def read_labels(path: Path) -> pd.DataFrame:
+def read_labels(path: Path, columns: tuple[str, ...] = COLUMNS) -> pd.DataFrame:
     labels = pd.read_csv(path, keep_default_na=False, dtype=str)
-    missing = [c for c in COLUMNS if c not in labels.columns]
+    missing = [c for c in columns if c not in labels.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {', '.join(missing)}")
     bad = sorted(set(labels["label"]) - set(GRADES))
@@ -63,19 +63,16 @@ def agreement(frame: pd.DataFrame) -> Agreement:
                      int((non_correct["grade"] == CORRECT).sum()))
 
 
-def confusion(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows: the label; columns: the grader's grade."""
-    table = pd.crosstab(pd.Categorical(frame["label"], GRADES), pd.Categorical(frame["grade"], GRADES),
+def confusion(frame: pd.DataFrame, against: str = "grade") -> pd.DataFrame:
+    """Rows: the label; columns: the grader's grade (or another column of grades, e.g. a second labeller's)."""
+    table = pd.crosstab(pd.Categorical(frame["label"], GRADES), pd.Categorical(frame[against], GRADES),
                         rownames=["label"], colnames=["grader"], dropna=False)
     return table.reindex(index=GRADES, columns=GRADES, fill_value=0)
 
 
 def second_labels(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     """The cases of `frame` a second labeller labelled, with their label as `second`."""
-    second = pd.read_csv(path, keep_default_na=False, dtype=str)
-    bad = sorted(set(second["label"]) - set(GRADES))
-    if bad:
-        raise ValueError(f"{path}: labels must be one of {', '.join(GRADES)}; found {', '.join(bad)}")
+    second = read_labels(path, ("case_id", "label"))
     return frame.merge(second[["case_id", "label"]].rename(columns={"label": "second"}), on="case_id")
 
 
@@ -90,22 +87,19 @@ def labeller_report(frame: pd.DataFrame) -> str:
     """Two labellers against each other, and the grader against each and against the cases they agree on."""
     from analysis.stats import wilson_interval
 
-    both = frame[frame["label"] == frame["second"]]
     lines = ["### Two labellers", ""]
     for title, part in (("all", frame), *(((f"disputed={d}"), g) for d, g in frame.groupby("disputed"))):
-        agreed = part[part["label"] == part["second"]]
-        ci = wilson_interval(int((agreed["grade"] == agreed["label"]).sum()), len(agreed)) if len(agreed) else None
-        on_both = (f"{(agreed['grade'] == agreed['label']).mean():.1%} ({ci.low:.1%}-{ci.high:.1%})" if ci else "-")
-        lines.append(f"- {title}: {len(part)} cases; labellers agree on {len(agreed)} "
-                     f"({len(agreed) / len(part):.1%}, kappa {cohen_kappa(part['label'], part['second']):.2f}); "
+        on_agreed = agreement(part[part["label"] == part["second"]])
+        ci = wilson_interval(on_agreed.agreed, on_agreed.n) if on_agreed.n else None
+        on_both = f"{on_agreed.agree:.1%} ({ci.low:.1%}-{ci.high:.1%})" if ci else "-"
+        lines.append(f"- {title}: {len(part)} cases; labellers agree on {on_agreed.n} "
+                     f"({on_agreed.n / len(part):.1%}, kappa {cohen_kappa(part['label'], part['second']):.2f}); "
                      f"grader agrees with the first {(part['grade'] == part['label']).mean():.1%}, with the second "
-                     f"{(part['grade'] == part['second']).mean():.1%}, on the {len(agreed)} agreed {on_both}")
-    table = pd.crosstab(pd.Categorical(frame["label"], GRADES), pd.Categorical(frame["second"], GRADES),
-                        dropna=False).reindex(index=GRADES, columns=GRADES, fill_value=0)
-    non_correct = both[both["label"] != CORRECT]
+                     f"{(part['grade'] == part['second']).mean():.1%}, on the {on_agreed.n} agreed {on_both}")
+    on_agreed = agreement(frame[frame["label"] == frame["second"]])
     lines += ["", "first labeller (rows) against the second (columns):", "",
-              _markdown(table).replace("label \\ grader", "first \\ second"), "",
-              f"false CORRECT on agreed cases: {int((non_correct['grade'] == CORRECT).sum())} of {len(non_correct)}"]
+              _markdown(confusion(frame, "second")).replace("label \\ grader", "first \\ second"), "",
+              f"false CORRECT on agreed cases: {on_agreed.graded_correct} of {on_agreed.non_correct}"]
     return "\n".join(lines)
 
 

@@ -43,7 +43,8 @@ def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[froze
     start, end = ws[run[0]].start, ws[run[1]].end
     before = text[lead_sentence[0]:start]
     cued = cued_before(text, start, *cues) or cued_after(text, end, cues[0])
-    if (cued and not _in_loop(ws, spans[sentence_at(spans, start)], run[0])) or ANSWER_CUE.search(text[:start]):
+    if (cued and not _in_loop(ws, spans[sentence_at(spans, start)], run[0])) or ANSWER_CUE.search(text[:start]) \
+            or _asked_field(text[:start], question_words):
         return 0
     if within(text, start, end, emphasis):
         return 1
@@ -54,6 +55,16 @@ def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[froze
     if _PARTICIPLE.search(text[max(0, start - 60):start]):
         return 2
     return 9
+
+
+# A line that opens with a label and a colon: "Award: Primetime Emmy Award" (markdown already removed).
+_FIELD = re.compile(r"(?:^|\n)[ \t\-\u2022]*([A-Za-z][A-Za-z ]{0,30}?)[ \t]*:[ \t]*$")
+
+
+def _asked_field(before: str, question_words: set[str]) -> bool:
+    """The name fills a field the question asks for: "Award: X" for "Which award ...", "School: X"."""
+    field = _FIELD.search(before)
+    return bool(field) and words(field.group(1))[-1].text in question_words
 
 
 def _appositive(before: str, after: str, question_words: set[str]) -> bool:
@@ -226,7 +237,7 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
         return Verdict(INCORRECT, reason="gives another number for a part of the gold")
     if same_numbering(text[:region_end], gold_text):
         return Verdict(CORRECT, is_hedged(text[:region_end]), "numbers every part of the gold as the gold does")
-    if denies(text, spans, question) or denies_event(text, question) or denies_premise(text, spans, question):
+    if denies(text, spans, question) or denies_event(text, spans, question) or denies_premise(text, spans, question):
         return Verdict(INCORRECT, reason="denies that there is an answer")
     if declines(text, spans, question_words):
         return Verdict(NOT_ATTEMPTED, reason="declines to answer")

@@ -1,4 +1,5 @@
-"""Dates: full dates in many formats, month-year, day-month, bare years; a date gold."""
+"""Dates: full dates in many formats, month-year, day-month, a day and year without their month, bare years; a
+date gold."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ _DATE_PATTERNS = [  # most specific first; a later pattern may not overlap an ea
     re.compile(rf"(?i:the\s+)?{_DAY},?(?i:\s+of)?\s+{_MONTH},?\s+(?i:of\s+)?{_YEAR}"),
     re.compile(rf"{_MONTH}\s+{_DAY},?\s+{_YEAR}"),
     re.compile(rf"{_MONTH},?\s+(?i:of\s+)?(?P<y>\d{{4}})(?!\d)"),
+    re.compile(r"(?<![\d,.])(?P<d>\d{1,2})(?i:st|nd|rd|th),?\s+(?P<y>\d{4})(?!\d)"),  # "the 28th, 1956": no month
     re.compile(r"(?<![\d/.-])(?P<m>\d{1,2})[/-](?P<y>\d{4})(?![\d/-])"),
     re.compile(rf"(?i:the\s+)?{_DAY}(?i:\s+of)?\s+{_MONTH}"),
     re.compile(rf"{_MONTH}\s+{_DAY}(?!\d)"),
@@ -60,8 +62,8 @@ def _readings(match: re.Match, text: str) -> tuple[DateParts, ...]:
         a, b = int(groups["a"]), int(groups["b"])
         options = {(year, b, a), (year, a, b)}  # day-month and month-day
     else:
-        month = groups["m"]
-        month_number = int(month) if month.isdigit() else _MONTHS[month.rstrip(".").lower()]
+        month = groups.get("m")
+        month_number = None if month is None else int(month) if month.isdigit() else _MONTHS[month.rstrip(".").lower()]
         options = {(year, month_number, int(groups["d"]) if groups.get("d") else None)}
     return tuple(sorted((o for o in options if _valid(o)), key=str))
 

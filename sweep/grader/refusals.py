@@ -32,7 +32,8 @@ _NEGATION = re.compile(r"\b(?:not|never|no|neither|nor|instead of|rather than|ot
 _NOT_A_NEGATION = re.compile(
     r"\b(?:not|never)\s+(?:\w+\s+)?(?:sure|certain|know|knew|aware|remember|recall|100)\b|n't\s+(?:\w+\s+)?"
     r"(?:sure|certain|know|knew|remember|recall)\b|\bno doubt\b|\bnot only\b|\bnot until\b|"
-    r"\bno(?:t)? (?:more|less|fewer|later|earlier|sooner) than\b|\bno(?:ne| one)? other than\b", re.I)
+    r"\bno(?:t)? (?:more|less|fewer|later|earlier|sooner) than\b|\bno(?:ne| one)? other than\b|"
+    r"(?:\b(?:not|never)\b|n't\b)(?=.*\buntil\s+(?:the\s+)?$)", re.I)  # "did not join it until 1835" joined then
 _NEGATED_AFTER = re.compile(
     r"(?:[^\w?]*\?\s*(?:no|nope|not)\b|\s*[,;:.!\u2013\u2014-]?\s*(?:no|nope)\s*[,.;:!\u2013\u2014]|"
     r"\s*(?:is|was|would be)\s+(?:wrong|incorrect|not (?:right|correct|true|accurate))\b)", re.I)

@@ -9,7 +9,7 @@ import re
 from .text import fold
 
 # Question words that name no role.
-_NO_ROLE = frozenset(
+NO_ROLE = frozenset(
     "what which who whom whose when where why how many much year years date day month did does do done is are was "
     "were be been being the a an in of on at to for by from with and or as its it his her their this that these "
     "those has have had name named called first last number total exact during after before into about".split())
@@ -47,7 +47,7 @@ def role_cues(question: str) -> frozenset[str]:
     last = re.findall(r"([A-Za-z'-]+)\W*$", question)
     verbs = [w for w in found if re.search(r"(?:ed|en)$", w) or w in _IRREGULAR or w in _IRREGULAR.values()
              or (last and w == last[0] and _DID.search(question))]
-    return frozenset(stem(w) for w in verbs if fold(w) not in _NO_ROLE)
+    return frozenset(stem(w) for w in verbs if fold(w) not in NO_ROLE)
 
 
 # What follows the verb of "did <subject> <verb>": a preposition, a particle, a determiner, the end of the clause.
@@ -65,7 +65,7 @@ def _did_verb(question: str) -> frozenset[str]:
     if not did:
         return frozenset()
     rest = did.group(1)
-    lower = [m for m in re.finditer(r"\b[a-z][a-z'-]+\b", rest) if m.group() not in _NO_ROLE]
+    lower = [m for m in re.finditer(r"\b[a-z][a-z'-]+\b", rest) if m.group() not in NO_ROLE]
     verbs = [m for m in lower if _AFTER_VERB.match(rest, m.end())][:1] or \
         [m for m in lower if re.match(r"\s+[A-Z0-9*\"]", rest[m.end():])][-1:]
     return frozenset(stem(m.group()) for m in verbs)

@@ -8,8 +8,8 @@ import re
 
 from .names import SENTENCE_OPENERS
 from .numbers import numbers
-from .refusals import is_refusal
-from .roles import role_cues, stem
+from .refusals import is_negated, is_refusal
+from .roles import NO_ROLE, role_cues, stem
 from .text import sentence_of, words
 
 _NUMBERED = re.compile(r"\b([a-z]+)\s*,?\s*(?:no\.?\s*|#\s*)?(\d+)\b", re.I)  # "Season 1", "episode no. 3"
@@ -62,10 +62,43 @@ def describes(text: str, spans: list[tuple[int, int]], question_words: set[str])
     return topical and bool(_DESCRIPTION.match(text[start:end]))
 
 
-def denies_event(text: str, question: str) -> bool:
-    """Denies what the question asks about: "Rugged Lark did not win the title" for "In which years did it win"."""
+def denies_event(text: str, spans: list[tuple[int, int]], question: str) -> bool:
+    """Denies what the question asks about, in a sentence that does not refuse: its verb negated ("Rugged Lark did
+    not win the title" for "In which years did it win"), or what it says of its subject ("She was not a member of
+    the Royal Society" for "In which year did she join the Royal Society?"): three or more of the question's words,
+    one of them lower-case, in the negated clause. "I was not able to find ...", "not only", "not until" deny
+    nothing."""
     cues = role_cues(question)
-    return any(stem(m) in cues for m in re.findall(r"\b(?:not|never|n't)\s+(?:\w+ly\s+)?([a-z]+)", text))
+    asked = {stem(w.text) for w in words(question) if w.text not in NO_ROLE}
+    said_of_subject = {stem(w.text) for w in words(question) if question[w.start].islower() and w.text not in NO_ROLE}
+    for match in _NEGATED.finditer(text):
+        start, end = sentence_of(text, spans, match.start())
+        if is_refusal(text[start:end]) or _FIRST_PERSON.search(text, start, match.start()):
+            continue
+        clause = words(_CLAUSE_END.split(text[match.end():end], maxsplit=1)[0])
+        verb = clause[1:2] if clause[:1] and clause[0].text.endswith("ly") else clause[:1]  # "not actually win"
+        verb = [w for w in verb if w.text not in NO_ROLE]  # "was not a member": no verb after the negation
+        if _ABOUT_SOURCES.search(text, match.end(), end) or (verb and _affirmed_later(text, end, stem(verb[0].text))):
+            continue
+        said = {stem(w.text) for w in clause}
+        if (verb and stem(verb[0].text) in cues) or (len(said & asked) >= 3 and said & said_of_subject):
+            return True
+    return False
+
+
+def _affirmed_later(text: str, after: int, verb: str) -> bool:
+    """The negated verb said again, not negated, later on: "did not receive it for civil services. He received it
+    for medicine" corrects a detail of the event, and denies nothing."""
+    return any(w.start >= after and stem(w.text) == verb and not is_negated(text, w.start, w.end) for w in words(text))
+
+
+_NEGATED = re.compile(r"\b(?:not|never)\b(?!\s+(?:only|until|just|merely)\b)|n't\b", re.I)
+_FIRST_PERSON = re.compile(r"\b(?:i|we)\b[^,;:.!?]*$", re.I)  # "I was not able to find": a refusal's shape
+# "The paper does not provide information about ...": what the sources say, not what happened.
+_ABOUT_SOURCES = re.compile(r"\b(?:information|details?|data|records?|mentions?|specif(?:y|ies|ied)|says?|states?|"
+                            r"reveals?|disclose[sd]?|documented|known|clear|sources?)\b", re.I)
+_CLAUSE_END = re.compile(r"[,;:!?()\n]|\.\s|\b(?:but|because|although|though|while|whereas|until|before|after|"
+                         r"since|as)\b", re.I)
 
 
 # Rejects the question itself (the rubric's "Barack Obama does not have any children"): a false premise, a person
@@ -98,15 +131,18 @@ def denies_premise(text: str, spans: list[tuple[int, int]], question: str) -> bo
 _STATED = re.compile(r"(?i:\bthe (?:correct |final |right )?answer (?:is|was)|(?:^|\n)[ \t*#]*answer[ \t*]*:)"
                      r"[ \t*:\-]*([A-Z0-9][^\n*]*)")  # the value opens with a capital or a digit: a name or number
 _STATED_END = re.compile(r"[.!?;](?:\s|$)|,")
+# "777 is the year the town was founded": a value that opens its sentence, then says what it is.
+_STATED_FIRST = re.compile(r"(?:^|[.!?\n][ \t]*)(?i:the)?[ \t]*([A-Z0-9][\w'-]*(?:[ \t]+[A-Z0-9][\w'-]*){0,3})\.?[ \t]+"
+                           r"(?:is|was)[ \t]+the[ \t]+(?:year|date|day|answer|name|number|total|figure)\b")
 
 
 def states_other_answer(text: str, spans: list[tuple[int, int]], gold: str, question: str) -> bool:
-    """A value the response states as its answer ("The answer is 111" for a city, "Answer: 0000" for a year) that
-    shares no word with the gold, in a sentence that does not refuse. A lone letter is an option, not a value; a
-    value of nothing but the question's own words (letters, not a number) restates the question instead."""
+    """A value the response states as its answer ("The answer is 111" for a city, "Answer: 0000" for a year, "777 is
+    the year") that shares no word with the gold, in a sentence that does not refuse. A lone letter is an option,
+    not a value; a value of nothing but the question's own words (letters, not a number) restates the question."""
     gold_words = {w.text for w in words(gold)}
     asked = {w.text for w in words(question)}
-    for match in _STATED.finditer(text):
+    for match in [*_STATED.finditer(text), *_STATED_FIRST.finditer(text)]:
         value = match.group(1)
         value = value[:cut.start()] if (cut := _STATED_END.search(value)) else value
         said = {w.text for w in words(value)}

@@ -10,7 +10,7 @@ from .dates import GoldDate, combine, compare_date, date_mentions, year_mentions
 from .numbers import GoldNumber, GoldRange, Number, numbers
 from .refusals import denies, is_hedged, is_negated, is_retracted, offers_alternative
 from .roles import answer_cues, cued_after, cued_before
-from .shapes import denies_premise, states_other_answer
+from .shapes import denies_event, denies_premise, states_other_answer
 from .text import fold, sentence_at
 from .verdict import AMBIGUOUS, CONSISTENT, CORRECT, DIFFERENT, EQUAL, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -195,10 +195,18 @@ def _several(text: str, candidates: list[Candidate], spans: list[tuple[int, int]
     return bool(either or joined or len(group) >= 3 or any(_ALTERNATIVE_GAP.search(g) for g in gaps))
 
 
+_ASKS_LIFE = re.compile(r"\b(?:born|birth|birthday|die[sd]?|dying|death|dead|passed away|age|old|lived?|lifespan)\b",
+                        re.I)
+_LIFE_EVENTS = frozenset({"bear", "die"})  # stems of "born", "died"
+
+
 def in_role(text: str, question: str, candidates: list[Candidate]) -> list[Candidate]:
     """The candidates from the first one in the question's role on ("born in 1653, died in 1713" for a death year:
-    from 1713): a number or date in another role is no answer. All of them if none has a role cue."""
+    from 1713): a number or date in another role is no answer. All of them if none has a role cue. A birth or death
+    date is no answer to a question that asks about neither ("born in 1929" for the year of an exhibition)."""
     cues = answer_cues(question)
+    if not _ASKS_LIFE.search(question):
+        candidates = [c for c in candidates if not cued_before(text, c.start, _LIFE_EVENTS)]
     cued = [i for i, c in enumerate(candidates) if cued_before(text, c.start, cues) or cued_after(text, c.end, cues)]
     return candidates[cued[0]:] if cued else candidates
 
@@ -214,6 +222,16 @@ def _contradicted(text: str, first: Candidate, live: list[Candidate], spans: lis
                and _CONTRAST.search(text, first.end, c.start) for c in live)
 
 
+def _uncommitted(text: str, spans: list[tuple[int, int]], gold: str, question: str) -> Verdict | None:
+    """The grade of an answer that commits to no value for the slot (or only to one that holds the gold, "the
+    19th century"), where it still contradicts the gold: a denial, or another value stated as the answer."""
+    if denies(text, spans, question) or denies_event(text, spans, question) or denies_premise(text, spans, question):
+        return Verdict(INCORRECT, reason="denies that there is an answer")
+    if states_other_answer(text, spans, gold, question):
+        return Verdict(INCORRECT, reason="states another value as the answer")
+    return None
+
+
 def grade_slot(text: str, question: str, gold: str, candidates: list[Candidate], spans: list[tuple[int, int]],
                rivals: list[Candidate] | None = None) -> Verdict:
     """Grade a number or date answer from its candidates (refusing sentences already left out); `rivals` (the
@@ -223,18 +241,16 @@ def grade_slot(text: str, question: str, gold: str, candidates: list[Candidate],
     if any(c.status == EQUAL for c in negated):
         return Verdict(INCORRECT, reason="the gold answer is negated")
     if not live:
-        if denies(text, spans, question) or denies_premise(text, spans, question):
-            return Verdict(INCORRECT, reason="denies that there is an answer")
-        if states_other_answer(text, spans, gold, question):
-            return Verdict(INCORRECT, reason="states another value as the answer")
-        return Verdict(NOT_ATTEMPTED, reason="no answer of the gold's type")
+        return _uncommitted(text, spans, gold, question) or Verdict(NOT_ATTEMPTED,
+                                                                    reason="no answer of the gold's type")
     first = live[0]
     if _several(text, live, spans):
         return Verdict(INCORRECT, reason="several candidate answers")
     if first.status == DIFFERENT:
         return Verdict(INCORRECT, reason="a different answer")
     if first.status in (CONSISTENT, AMBIGUOUS):
-        return Verdict(NOT_ATTEMPTED, reason=f"{first.status}: neither confirms nor contradicts the gold")
+        return _uncommitted(text, spans, gold, question) or Verdict(
+            NOT_ATTEMPTED, reason=f"{first.status}: neither confirms nor contradicts the gold")
     if offers_alternative(text, first.start, first.end, spans):
         return Verdict(INCORRECT, reason="offers an alternative answer")
     if is_retracted(text, first.end, spans, lambda pos: any(c.status == EQUAL and c.start >= pos for c in live)):

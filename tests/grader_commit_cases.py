@@ -168,6 +168,23 @@ COMMIT_CASES = [
      "**School:** Leeds Central College\n**Explanation:** the poet studied there.", I),
     ("field", "Which school did the poet attend in Leeds?", "Grammar School of Leeds",
      "**School:** the Grammar School of Leeds\n**Note:** Leeds Central College was founded later.", C),
+    ("field", "What was the first and last name of the second mayor of the town?", "Anna Holt",
+     "Here's how:\n* **Find the second mayor:** Look up the town's records.\n* **Write it down:** Done.", NA),
+    # the gold names a part of what the question asks for: the whole is the answer
+    ("part", "In 1955, what university published the notes?",
+     "The Department of Mathematics of the University of California, Berkeley",
+     "The University of California, Berkeley, published them.", C),
+    ("part", "In 1955, what university published the notes?",
+     "The Department of Mathematics of the University of California, Berkeley",
+     "The University of California, Los Angeles published them.", I),
+    ("part", "Which department of the university published the notes?",
+     "The Department of Mathematics of the University of California, Berkeley",
+     "The University of California, Berkeley published them.", I),
+    # a number restates the question's only written as precisely ("Alpha 1", not "1.0004")
+    ("restated", "What is the total number of pixels of the Nova 1 camera?", "24.2 megapixels",
+     "The total number of pixels of the Nova 1 camera is 1.0004.", I),
+    ("restated", "What is the total number of pixels of the Nova 1 camera?", "24.2 megapixels",
+     "The Nova 1 camera has 1 sensor of 24.2 megapixels.", C),
     ("stated", "In what year was the bridge in Tarn opened?", "1887", "777 is the year the bridge was opened.", I),
     ("stated", "In what year was the bridge in Tarn opened?", "1887", "1887 is the year the bridge was opened.", C),
     # a day and a year without their month contradict a gold of another day

@@ -57,8 +57,9 @@ def _strength(text: str, ws: list[Word], run: tuple[int, int], cues: tuple[froze
     return 9
 
 
-# A line that opens with a label and a colon: "Award: Primetime Emmy Award" (markdown already removed).
-_FIELD = re.compile(r"(?:^|\n)[ \t\-\u2022]*([A-Za-z][A-Za-z ]{0,30}?)[ \t]*:[ \t]*$")
+# A line that opens with a label of one to three words and a colon: "Award: Primetime Emmy Award" (markdown already
+# removed); "Identify the third director: ..." is a step, not a field.
+_FIELD = re.compile(r"(?:^|\n)[ \t\-\u2022]*([A-Za-z]+(?: [A-Za-z]+){0,2})[ \t]*:[ \t]*$")
 
 
 def _asked_field(before: str, question_words: set[str]) -> bool:

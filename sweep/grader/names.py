@@ -112,12 +112,26 @@ def _split_items(text: str, person: bool) -> list[tuple[str, str]]:
     return [(text, "")]
 
 
+_ASKED_KIND = re.compile(r"\b(?:what|which)\s+([a-z]+)\b", re.I)
+
+
+def _asked_whole(question: str, gold: str) -> list[str]:
+    """The thing the question asks for, where the gold names a part of it: "University of California, Berkeley"
+    for "what university" and "The Department of Mathematics of the University of California, Berkeley"."""
+    kind = _ASKED_KIND.search(question)
+    if not kind or len(kind.group(1)) < 4:
+        return []
+    part = re.match(rf"(.+)\s+of\s+(?:the\s+)?(.*\b{kind.group(1)}\b.*)$", gold.strip().rstrip("."), re.I)
+    return [part.group(2)] if part and not re.search(rf"\b{kind.group(1)}\b", part.group(1), re.I) else []
+
+
 def parse_text_gold(question: str, gold: str) -> GoldText:
     question_words = {w.text for w in words(question)}
     # A gold with a personal title ("Dr. Kalam") is a person whatever the question's wording.
     person = bool(PERSON_QUESTION.search(question)) or any(w.text in TITLES for w in words(gold)[:1])
     alternatives = []
     spelt = re.split(r"\s*:\s+", re.sub(r"\([^)]*\)", " ", gold))
+    spelt += _asked_whole(question, gold)
     for a, alternative in enumerate(spelt):
         # Optional words that may follow an item: its comma qualifier, a parenthesis, the other alternatives.
         elsewhere = " ".join(re.findall(r"\(([^)]*)\)", gold) + spelt[:a] + spelt[a + 1:])

@@ -84,7 +84,8 @@ def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) ->
     """Numbers that could answer the gold's slot, with ranges ("between 1 and 3", "1979-1989") merged."""
     point = gold.low if isinstance(gold, GoldRange) else gold
     asked_dates = date_mentions(question)  # of a date the question holds, only the year is "asked"
-    asked = {n.value for n in numbers(question)
+    # a number restates the question's when it has its value and precision ("Alpha 1", not "1.00000000000000004")
+    asked = {(n.value, n.unit) for n in numbers(question)
              if n.year_like or not any(d.start <= n.start < d.end for d in asked_dates)}
     masked = [] if point.year else date_mentions(text)
 
@@ -95,7 +96,7 @@ def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) ->
             return False
         if isinstance(gold, GoldNumber) and gold.matches(n.value):
             return True
-        if n.value in asked:
+        if (n.value, n.unit) in asked:
             return False
         if point.year:  # a year of as many digits as the gold's ("He was 40" and "300 works" are no years)
             return n.year_like and len(str(int(n.value))) == len(str(int(point.value)))

@@ -22,8 +22,7 @@ SECOND = Path(__file__).parent / "data" / "grader_labels_second.csv"  # a blind 
 # out-of-sample one (docs/grading.md), later rules may have read a round's misses.
 FALSE_CORRECT_MAX = 0.01
 AGREEMENT_TARGET, REAL_AGREEMENT_TARGET = 0.95, 0.90
-AGREEMENT_FLOOR = 0.94  # under the measured 94.8% (440 cases)
-HOLDOUT_AGREEMENT_FLOOR = 0.75  # under the measured 77.5% (120 held-out cases: two rounds of 60)
+HOLDOUT_AGREEMENT_FLOOR = 0.83  # under the measured 85.0% (180 held-out cases: three rounds of 60)
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +45,7 @@ def test_agreement_on_real_outputs_reaches_the_issues_target(frame):
     assert agreement(frame[frame["source"] != WRITTEN]).agree >= REAL_AGREEMENT_TARGET
 
 
-def test_overall_agreement_stays_above_its_floor(frame):
-    assert agreement(frame).agree >= AGREEMENT_FLOOR
-
-
-@pytest.mark.xfail(strict=True, reason="the issue's overall target (95%) is not reached on the 440-case set")
-def test_overall_agreement_reaches_the_issues_target(frame):
+def test_overall_agreement_reaches_the_issues_target(frame):  # in-sample: 95.2% of 440
     assert agreement(frame).agree >= AGREEMENT_TARGET
 
 

@@ -180,6 +180,17 @@ COMMIT_CASES = [
     ("part", "Which department of the university published the notes?",
      "The Department of Mathematics of the University of California, Berkeley",
      "The University of California, Berkeley published them.", I),
+    # a sentence that restates the question and ends on a copula and a name answers, even with the question's name
+    ("restated", "What is the full name of the solo exhibition Lena Holt had in 2019?", "The Garden of Mirrors",
+     "The full name of the solo exhibition Lena Holt had in 2019 is Lena Holt.", I),
+    ("restated", "What is the full name of the solo exhibition Lena Holt had in 2019?", "The Garden of Mirrors",
+     "Lena Holt had a solo exhibition in 2019.", NA),
+    # a name that then loops is the name before the loop
+    ("loop", "Who drew the map of the comet?", "Jean Delmas",
+     "**Pierre-Louis-Marie-Louis-Marie-Louis-Marie-Louis-Marie-Louis-Marie**", I),
+    ("loop", "Who drew the map of the comet?", "Jean Delmas", "Orientalia Orientalia Orientalia Orientalia", NA),
+    ("premise", "In what year did the toy with code kx12 first appear?", "2004",
+     "Note that kx12 is a fictional character, and I'm looking for information about the real toy.", NA),
     # a number restates the question's only written as precisely ("Alpha 1", not "1.0004")
     ("restated", "What is the total number of pixels of the Nova 1 camera?", "24.2 megapixels",
      "The total number of pixels of the Nova 1 camera is 1.0004.", I),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from .names import SENTENCE_OPENERS, TITLES
-from .text import Word, echoes
+from .text import Word, echoes, words
 
 JOINERS = frozenset({"of", "the", "and", "for", "de", "van", "von", "der", "den", "da", "di", "du", "del", "la",
                      "le", "al", "el", "bin", "ibn", "y"})
@@ -41,10 +41,34 @@ def entities(text: str, ws: list[Word], question_words: set[str]) -> list[tuple[
                if w.text not in SENTENCE_OPENERS | TITLES | JOINERS and not echoes(w.text, question_words)]
         while i < j and ws[i].text in SENTENCE_OPENERS:  # "The University of Toronto"
             i += 1
-        if (own or ANSWER_CUE.search(text[:ws[i].start])) and not _no_name(text, ws[i:j + 1], question_words):
+        j = _before_loop(ws, i, j)
+        answers = ANSWER_CUE.search(text[:ws[i].start]) or _restated_then_named(text, ws[i].start, ws[j].end,
+                                                                                  question_words)
+        if (own or answers) and not _no_name(text, ws[i:j + 1], question_words):
             runs.append((i, j))  # "The answer is Sikkim" names an answer, though the question says Sikkim
         i = j + 1
     return sorted(set(runs))
+
+
+def _before_loop(ws: list[Word], i: int, j: int) -> int:
+    """The end of a name that then loops: "Charles-François-Joseph-Marie-François-Joseph-Marie-…" is the name
+    "Charles-François-Joseph-Marie" (two or more words before the first repeat); a run that loops sooner is kept
+    whole, for `_no_name` to reject ("Orientalia Orientalia Orientalia")."""
+    seen: set[str] = set()
+    for k in range(i, j + 1):
+        if ws[k].text in seen and ws[k].text not in JOINERS:
+            return k - 1 if k - i >= 2 and sum(w.text == ws[k].text for w in ws[i:j + 1]) >= 3 else j
+        seen.add(ws[k].text)
+    return j
+
+
+def _restated_then_named(text: str, start: int, end: int, question_words: set[str]) -> bool:
+    """A sentence that restates the question and ends on a copula and a name: "The full name of the exhibition Kara
+    Walker had in 2016 is Kara Walker." names an answer, though only of the question's words."""
+    head = re.split(r"[.!?\n]", text[:start])[-1]
+    copula = re.search(r"\b(?:is|was|are|were)\s+$", head)
+    restated = sum(w.text in question_words for w in words(head)) >= 3
+    return bool(copula and restated and re.match(r"\s*(?:[.!]|$)", text[end:]))
 
 
 def _no_name(text: str, run: list[Word], question_words: set[str]) -> bool:

@@ -115,13 +115,18 @@ _ABOUT_FICTION = re.compile(r"\b(?:fictional|character|novel|film|movie|series|e
                             r"comic|manga|anime|play|story|saga|campaign|cartoon)s?\b", re.I)
 
 
+# The model writing as the asker ("…, and I'm looking for information about the real one"): no answer's voice.
+_ASKER = re.compile(r"\bI(?:'m| am)?\s+(?:looking|searching|trying|hoping|need|want|would like)\b")
+
+
 def denies_premise(text: str, spans: list[tuple[int, int]], question: str) -> bool:
     """Says the question's premise is false ("This question is based on a misunderstanding", "is a fictional
-    character created by", "no such person") in a sentence that does not refuse."""
+    character created by", "no such person") in a sentence that does not refuse or ask."""
     fiction = bool(_ABOUT_FICTION.search(question))
     for match in _PREMISE_DENIAL.finditer(text):
         start, end = sentence_of(text, spans, match.start())
-        if (fiction and re.search(r"fictio|imagin|invent|made-up", match.group(), re.I)) or is_refusal(text[start:end]):
+        story = fiction and re.search(r"fictio|imagin|invent|made-up", match.group(), re.I)
+        if story or is_refusal(text[start:end]) or _ASKER.search(text, start, end):
             continue
         return True
     return False

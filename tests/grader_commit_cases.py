@@ -191,6 +191,10 @@ COMMIT_CASES = [
     ("loop", "Who drew the map of the comet?", "Jean Delmas", "Orientalia Orientalia Orientalia Orientalia", NA),
     ("premise", "In what year did the toy with code kx12 first appear?", "2004",
      "Note that kx12 is a fictional character, and I'm looking for information about the real toy.", NA),
+    # an operand of a formula is a way to compute, not a value stated; a formula's result is a value
+    ("formula", "What is the boiling point of tin in Fahrenheit?", "4,715 °F",
+     "First find it in Celsius, then convert with °F = (°C × 9/5) + 32.", NA),
+    ("formula", "How many moons does the planet have?", "5", "It has 2 + 3 = 5 moons.", C),
     # a number restates the question's only written as precisely ("Alpha 1", not "1.0004")
     ("restated", "What is the total number of pixels of the Nova 1 camera?", "24.2 megapixels",
      "The total number of pixels of the Nova 1 camera is 1.0004.", I),

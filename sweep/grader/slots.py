@@ -80,6 +80,16 @@ def _is_list_marker(text: str, number: Number) -> bool:
                 and len(re.findall(r"(?:^|\n)\s*\d{1,2}[.)]\s+\S", text)) >= 2)
 
 
+_OPERATOR_BEFORE = re.compile(r"[\u00d7*/+^]\s*\(?\s*$")  # not "=": a result is a value
+_OPERATOR_AFTER = re.compile(r"\s*\)?\s*[=\u00d7*/+^]")
+
+
+def _in_formula(text: str, number: Number) -> bool:
+    """An operand of a formula ("°F = (°C × 9/5) + 32"): a way to compute, not a value stated."""
+    return bool(_OPERATOR_BEFORE.search(text[max(0, number.start - 6):number.start])
+                or _OPERATOR_AFTER.match(text, number.end))
+
+
 def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) -> list[Candidate]:
     """Numbers that could answer the gold's slot, with ranges ("between 1 and 3", "1979-1989") merged."""
     point = gold.low if isinstance(gold, GoldRange) else gold
@@ -90,7 +100,7 @@ def number_candidates(text: str, question: str, gold: GoldNumber | GoldRange) ->
     masked = [] if point.year else date_mentions(text)
 
     def could_answer(n: Number) -> bool:
-        if _is_list_marker(text, n) or any(d.start <= n.start < d.end for d in masked):
+        if _is_list_marker(text, n) or _in_formula(text, n) or any(d.start <= n.start < d.end for d in masked):
             return False
         if re.fullmatch(r"0\d+", text[n.start:n.end]):  # "000", "0100": digits, not a number anyone states
             return False

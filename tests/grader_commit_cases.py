@@ -191,6 +191,11 @@ COMMIT_CASES = [
     ("loop", "Who drew the map of the comet?", "Jean Delmas", "Orientalia Orientalia Orientalia Orientalia", NA),
     ("premise", "In what year did the toy with code kx12 first appear?", "2004",
      "Note that kx12 is a fictional character, and I'm looking for information about the real toy.", NA),
+    # one name asked and none committed: the gold counts only in the sentence where the answer starts
+    ("region", "To whom does the ring in the painting belong?", "Maria",
+     "The ring in the painting is not tied to anyone. It is a symbol of the Church. The Church honours Maria.", NA),
+    ("region", "To whom does the ring in the painting belong?", "Maria",
+     "The ring in the painting is not tied to anyone. It is a symbol of the love of Maria for the Church.", C),
     # an operand of a formula is a way to compute, not a value stated; a formula's result is a value
     ("formula", "What is the boiling point of tin in Fahrenheit?", "4,715 °F",
      "First find it in Celsius, then convert with °F = (°C × 9/5) + 32.", NA),

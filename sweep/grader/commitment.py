@@ -16,7 +16,7 @@ from .names import (PARTICLES, PERSON_QUESTION, TITLES, GoldItem, GoldText, anot
 from .emphasis import another_answer, within
 from .entities import ANSWER_CUE, JOINERS, entities
 from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
-from .region import answer_region_end, declines, makes_claim
+from .region import answer_region_end, answer_start, declines, makes_claim
 from .roles import answer_cues, cued_after, cued_before, passive_cues
 from .shapes import denies_event, denies_premise, describes, other_numbering, same_numbering, states_other_answer
 from .text import Word, sentence_at, words
@@ -212,6 +212,9 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
             continue
         if not named_here and any(_loose(text, ws, f, e, item, spans) for (f, e), item in zip(found, items)):
             continue
+        if named and len(items) == 1 and not named_here and \
+                sentence_at(spans, ws[found[0][0]].start) != answer_start(text, spans, question_words):
+            continue  # one name asked, none committed: the gold mentioned after the answer's sentence is no answer
         if commitment is not None and commitment[2] <= 1 and not any(
                 f <= commitment[1] and commitment[0] <= e for f, e in found):
             return Verdict(INCORRECT, reason="commits to another answer")

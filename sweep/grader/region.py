@@ -33,12 +33,19 @@ def declines(text: str, spans: list[tuple[int, int]], question_words: set[str]) 
 ANSWER_SENTENCES = 2
 
 
-def answer_region_end(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> int:
-    """Where the committed answer's region ends: ANSWER_SENTENCES sentences from the first one that names
-    something the question does not (so a gold named only deep in a ramble does not count)."""
-    cue = _ANSWER_LABEL.search(text)  # "... **Answer:** Gary Ablett": the answer follows its label
+def answer_start(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> int:
+    """The sentence where the answer starts: the first that names something the question does not, or the one of
+    its "Answer:" label if that comes later ("... **Answer:** Gary Ablett"); the first sentence if none does."""
+    cue = _ANSWER_LABEL.search(text)
     for i, (start, end) in enumerate(spans):
         if makes_claim(text[start:end], question_words) or (cue and start <= cue.start() < end):
-            i = max(i, sentence_at(spans, cue.start())) if cue else i
-            return spans[min(i + ANSWER_SENTENCES, len(spans)) - 1][1]
-    return spans[min(ANSWER_SENTENCES, len(spans)) - 1][1] if spans else len(text)
+            return max(i, sentence_at(spans, cue.start())) if cue else i
+    return 0
+
+
+def answer_region_end(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> int:
+    """Where the committed answer's region ends: ANSWER_SENTENCES sentences from `answer_start` (so a gold named
+    only deep in a ramble does not count)."""
+    if not spans:
+        return len(text)
+    return spans[min(answer_start(text, spans, question_words) + ANSWER_SENTENCES, len(spans)) - 1][1]

@@ -187,7 +187,7 @@ COMMIT_CASES = [
      "Lena Holt had a solo exhibition in 2019.", NA),
     # a name that then loops is the name before the loop
     ("loop", "Who drew the map of the comet?", "Jean Delmas",
-     "**Pierre-Louis-Marie-Louis-Marie-Louis-Marie-Louis-Marie-Louis-Marie**", I),
+     "Pierre-Louis-Marie-Louis-Marie-Louis-Marie-Louis-Marie drew it.", I),
     ("loop", "Who drew the map of the comet?", "Jean Delmas", "Orientalia Orientalia Orientalia Orientalia", NA),
     ("premise", "In what year did the toy with code kx12 first appear?", "2004",
      "Note that kx12 is a fictional character, and I'm looking for information about the real toy.", NA),
@@ -200,9 +200,9 @@ COMMIT_CASES = [
     ("formula", "What is the boiling point of tin in Fahrenheit?", "4,715 °F",
      "First find it in Celsius, then convert with °F = (°C × 9/5) + 32.", NA),
     ("formula", "How many moons does the planet have?", "5", "It has 2 + 3 = 5 moons.", C),
-    # a number restates the question's only written as precisely ("Alpha 1", not "1.0004")
-    ("restated", "What is the total number of pixels of the Nova 1 camera?", "24.2 megapixels",
-     "The total number of pixels of the Nova 1 camera is 1.0004.", I),
+    # a number restates the question's only written as precisely ("Nova 2", not "2.0")
+    ("restated", "What is the total number of pixels of the Nova 2 camera?", "24.2 megapixels",
+     "The total number of pixels of the Nova 2 camera is 2.0.", I),
     ("restated", "What is the total number of pixels of the Nova 1 camera?", "24.2 megapixels",
      "The Nova 1 camera has 1 sensor of 24.2 megapixels.", C),
     ("stated", "In what year was the bridge in Tarn opened?", "1887", "777 is the year the bridge was opened.", I),

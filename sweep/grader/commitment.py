@@ -15,10 +15,10 @@ from .names import (PARTICLES, PERSON_QUESTION, TITLES, GoldItem, GoldText, anot
                     count_contradicts, covers, extra_member, has_given_name, locate, other_given_name, same_token)
 from .emphasis import another_answer, within
 from .entities import ANSWER_CUE, JOINERS, entities
-from .refusals import denies, is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
+from .refusals import is_hedged, is_negated, is_refusal, is_retracted, offers_alternative
 from .region import answer_region_end, answer_start, declines, makes_claim
 from .roles import answer_cues, cued_after, cued_before, passive_cues
-from .shapes import denies_event, denies_premise, describes, other_numbering, same_numbering, states_other_answer
+from .shapes import denies_the_question, describes, other_numbering, same_numbering, states_other_answer
 from .text import Word, sentence_at, words
 from .verdict import CORRECT, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -191,7 +191,8 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
                emphasis: str | None = None) -> Verdict:
     question_words = {w.text for w in words(question)}
     refusing = [(s, e) for s, e in spans if is_refusal(text[s:e])]
-    region_end = answer_region_end(text, spans, question_words)
+    answer_sentence = answer_start(text, spans, question_words)
+    region_end = answer_region_end(text, spans, answer_sentence)
     ws = [w for w in words(text) if w.start < region_end and not any(s <= w.start < e for s, e in refusing)]
     commitment = committed(text, ws, question, spans, emphasis)
     # A name is asked for: what the answer commits to decides. Other golds ("Season 7, Episode 20") are looked for.
@@ -213,7 +214,7 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
         if not named_here and any(_loose(text, ws, f, e, item, spans) for (f, e), item in zip(found, items)):
             continue
         if named and len(items) == 1 and not named_here and \
-                sentence_at(spans, ws[found[0][0]].start) != answer_start(text, spans, question_words):
+                sentence_at(spans, ws[found[0][0]].start) != answer_sentence:
             continue  # one name asked, none committed: the gold mentioned after the answer's sentence is no answer
         if commitment is not None and commitment[2] <= 1 and not any(
                 f <= commitment[1] and commitment[0] <= e for f, e in found):
@@ -241,7 +242,7 @@ def grade_text(text: str, question: str, gold: GoldText, spans: list[tuple[int, 
         return Verdict(INCORRECT, reason="gives another number for a part of the gold")
     if same_numbering(text[:region_end], gold_text):
         return Verdict(CORRECT, is_hedged(text[:region_end]), "numbers every part of the gold as the gold does")
-    if denies(text, spans, question) or denies_event(text, spans, question) or denies_premise(text, spans, question):
+    if denies_the_question(text, spans, question):
         return Verdict(INCORRECT, reason="denies that there is an answer")
     if declines(text, spans, question_words):
         return Verdict(NOT_ATTEMPTED, reason="declines to answer")

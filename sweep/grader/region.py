@@ -43,9 +43,9 @@ def answer_start(text: str, spans: list[tuple[int, int]], question_words: set[st
     return 0
 
 
-def answer_region_end(text: str, spans: list[tuple[int, int]], question_words: set[str]) -> int:
-    """Where the committed answer's region ends: ANSWER_SENTENCES sentences from `answer_start` (so a gold named
-    only deep in a ramble does not count)."""
+def answer_region_end(text: str, spans: list[tuple[int, int]], start: int) -> int:
+    """Where the committed answer's region ends: ANSWER_SENTENCES sentences from sentence `start` (`answer_start`),
+    so a gold named only deep in a ramble does not count."""
     if not spans:
         return len(text)
-    return spans[min(answer_start(text, spans, question_words) + ANSWER_SENTENCES, len(spans)) - 1][1]
+    return spans[min(start + ANSWER_SENTENCES, len(spans)) - 1][1]

@@ -8,7 +8,7 @@ import re
 
 from .names import SENTENCE_OPENERS
 from .numbers import numbers
-from .refusals import is_negated, is_refusal
+from .refusals import denies, is_negated, is_refusal
 from .roles import NO_ROLE, role_cues, stem
 from .text import sentence_of, words
 
@@ -69,8 +69,9 @@ def denies_event(text: str, spans: list[tuple[int, int]], question: str) -> bool
     one of them lower-case, in the negated clause. "I was not able to find ...", "not only", "not until" deny
     nothing."""
     cues = role_cues(question)
-    asked = {stem(w.text) for w in words(question) if w.text not in NO_ROLE}
-    said_of_subject = {stem(w.text) for w in words(question) if question[w.start].islower() and w.text not in NO_ROLE}
+    content = [w for w in words(question) if w.text not in NO_ROLE]
+    asked = {stem(w.text) for w in content}
+    said_of_subject = {stem(w.text) for w in content if question[w.start].islower()}
     for match in _NEGATED.finditer(text):
         start, end = sentence_of(text, spans, match.start())
         if is_refusal(text[start:end]) or _FIRST_PERSON.search(text, start, match.start()):
@@ -84,6 +85,12 @@ def denies_event(text: str, spans: list[tuple[int, int]], question: str) -> bool
         if (verb and stem(verb[0].text) in cues) or (len(said & asked) >= 3 and said & said_of_subject):
             return True
     return False
+
+
+def denies_the_question(text: str, spans: list[tuple[int, int]], question: str) -> bool:
+    """Says there is no answer to the question: no such thing (refusals.denies), the asked event did not happen, or
+    its premise is false."""
+    return denies(text, spans, question) or denies_event(text, spans, question) or denies_premise(text, spans, question)
 
 
 def _affirmed_later(text: str, after: int, verb: str) -> bool:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from .dates import GoldDate, combine, compare_date, date_mentions, year_mentions
 from .numbers import GoldNumber, GoldRange, Number, numbers
-from .refusals import denies, is_hedged, is_negated, is_retracted, offers_alternative
+from .refusals import is_hedged, is_negated, is_retracted, offers_alternative
 from .roles import answer_cues, cued_after, cued_before
-from .shapes import denies_event, denies_premise, states_other_answer
+from .shapes import denies_the_question, states_other_answer
 from .text import fold, sentence_at
 from .verdict import AMBIGUOUS, CONSISTENT, CORRECT, DIFFERENT, EQUAL, INCORRECT, NOT_ATTEMPTED, Verdict
 
@@ -80,8 +80,9 @@ def _is_list_marker(text: str, number: Number) -> bool:
                 and len(re.findall(r"(?:^|\n)\s*\d{1,2}[.)]\s+\S", text)) >= 2)
 
 
-_OPERATOR_BEFORE = re.compile(r"[\u00d7*/+^]\s*\(?\s*$")  # not "=": a result is a value
-_OPERATOR_AFTER = re.compile(r"\s*\)?\s*[=\u00d7*/+^]")
+# Operators of cleaned text (text.clean has removed markdown's "*"); not "=" before: a result is a value.
+_OPERATOR_BEFORE = re.compile(r"[\u00d7/+^]\s*\(?\s*$")
+_OPERATOR_AFTER = re.compile(r"\s*\)?\s*[=\u00d7/+^]")
 
 
 def _in_formula(text: str, number: Number) -> bool:
@@ -236,7 +237,7 @@ def _contradicted(text: str, first: Candidate, live: list[Candidate], spans: lis
 def _uncommitted(text: str, spans: list[tuple[int, int]], gold: str, question: str) -> Verdict | None:
     """The grade of an answer that commits to no value for the slot (or only to one that holds the gold, "the
     19th century"), where it still contradicts the gold: a denial, or another value stated as the answer."""
-    if denies(text, spans, question) or denies_event(text, spans, question) or denies_premise(text, spans, question):
+    if denies_the_question(text, spans, question):
         return Verdict(INCORRECT, reason="denies that there is an answer")
     if states_other_answer(text, spans, gold, question):
         return Verdict(INCORRECT, reason="states another value as the answer")
